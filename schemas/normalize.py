@@ -1,0 +1,183 @@
+"""Turn a client's JSON into a record of an Avro schema, and back.
+
+The schema drives the checks, so adding a field to an `.avsc` file is all it takes to type it.
+What real clients send is absorbed: numbers as strings, null or "" for absent values, field
+spellings listed in a field's `aliases`, and unknown fields, which are kept as a JSON object in
+the record's `extra` field. Fields marked `wehub_required` must be present, and fields marked
+`wehub_identifier` (wxids, room ids) must not contain control characters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
+_SHOWN_VALUE_CHARS = 40
+
+
+class FieldError(ValueError):
+    """A value that does not fit its field; `path`, `value` and `expected` name the problem."""
+
+    def __init__(self, path: str, value: Any, expected: str) -> None:
+        self.path = path
+        self.value = value
+        self.expected = expected
+        super().__init__(f"{path}: {shown_value(value)} is invalid, expected {expected}")
+
+
+def shown_value(value: Any) -> str:
+    """A short, type-revealing rendering of a bad value, safe to put in an error message."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    text = repr(value) if isinstance(value, str) else str(value)
+    if len(text) > _SHOWN_VALUE_CHARS:
+        text = text[: _SHOWN_VALUE_CHARS - 3] + "..."
+    return text
+
+
+def _has_control_character(text: str) -> bool:
+    return any(ord(char) < 32 or ord(char) == 127 for char in text)
+
+
+def _nullable(field_type: Any) -> tuple[bool, Any]:
+    if isinstance(field_type, list):
+        branches = [branch for branch in field_type if branch != "null"]
+        return len(branches) < len(field_type), branches[0]
+    return False, field_type
+
+
+def _to_integer(value: Any, path: str, kind: str) -> int:
+    low, high = (INT_MIN, INT_MAX) if kind == "int" else (LONG_MIN, LONG_MAX)
+    expected = "an integer" if kind == "int" else "an integer (64-bit)"
+    number: int
+    if isinstance(value, bool):
+        raise FieldError(path, value, expected)
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        number = int(value.strip())
+    else:
+        raise FieldError(path, value, expected)
+    if not low <= number <= high:
+        raise FieldError(path, value, f"an integer between {low} and {high}")
+    return number
+
+
+def _to_string(value: Any, path: str, identifier: bool) -> str:
+    if isinstance(value, bool):
+        raise FieldError(path, value, "a string")
+    if isinstance(value, (int, float)):
+        return str(value)
+    if not isinstance(value, str):
+        raise FieldError(path, value, "a string")
+    if identifier and _has_control_character(value):
+        raise FieldError(path, value, "an id without control characters")
+    return value
+
+
+def _is_absent(value: Any) -> bool:
+    return value is None or value == ""
+
+
+def to_record(schema: dict[str, Any], value: Any, path: str) -> dict[str, Any]:
+    """Convert a JSON object to a record of `schema` (an expanded record schema).
+
+    Raises FieldError naming the dotted path of the first value that does not fit.
+    """
+    if not isinstance(value, dict):
+        raise FieldError(path, value, "an object")
+    record: dict[str, Any] = {}
+    used: set[str] = set()
+    has_extra = False
+    for field in schema["fields"]:
+        name = field["name"]
+        if name == "extra":
+            has_extra = True
+            continue
+        key = name if name in value else next((alias for alias in field.get("aliases", ()) if alias in value), None)
+        if key is not None:
+            used.add(key)
+        field_path = f"{path}.{name}" if path else name
+        record[name] = _to_field(field, value.get(key) if key is not None else None, key is not None, field_path)
+    unknown = {key: item for key, item in value.items() if key not in used}
+    if has_extra:
+        record["extra"] = orjson.dumps(unknown).decode() if unknown else None
+    return record
+
+
+def _to_field(field: dict[str, Any], value: Any, present: bool, path: str) -> Any:
+    required = bool(field.get("wehub_required"))
+    nullable, kind = _nullable(field["type"])
+    is_text = kind == "string"
+    if required and (not present or value is None or (value == "" and not is_text)):
+        raise FieldError(path, value if present else None, "a value (the field is required)")
+    if required and is_text and value == "":
+        raise FieldError(path, value, "a non-empty string")
+    if isinstance(kind, dict) and kind.get("type") == "array":
+        return _to_array(kind["items"], value, path)
+    if not present or value is None or (_is_absent(value) and not is_text):
+        if nullable:
+            return None
+        return field.get("default")
+    return _to_value(kind, value, path, bool(field.get("wehub_identifier")))
+
+
+def _to_array(items: Any, value: Any, path: str) -> list[Any]:
+    if value is None or value == "":
+        return []
+    if not isinstance(value, list):
+        raise FieldError(path, value, "an array")
+    return [_to_value(items, item, f"{path}[{index}]", False) for index, item in enumerate(value)]
+
+
+def _to_value(kind: Any, value: Any, path: str, identifier: bool) -> Any:
+    if kind in ("int", "long"):
+        return _to_integer(value, path, kind)
+    if isinstance(kind, dict) and kind.get("logicalType") == "timestamp-millis":
+        return _to_integer(value, path, "long")
+    if kind == "string":
+        return _to_string(value, path, identifier)
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value
+        raise FieldError(path, value, "true or false")
+    if isinstance(kind, dict) and kind.get("type") == "record":
+        return to_record(kind, value, path)
+    raise FieldError(path, value, f"a value of Avro type {kind}")
+
+
+def to_protocol(schema: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """Rebuild the protocol's JSON object from a record: null fields left out, `extra` merged back."""
+    result: dict[str, Any] = {}
+    for field in schema["fields"]:
+        name = field["name"]
+        if name == "extra":
+            continue
+        value = record.get(name)
+        if value is None:
+            continue
+        _, kind = _nullable(field["type"])
+        result[name] = _from_value(kind, value)
+    extra = record.get("extra")
+    if extra:
+        result.update(orjson.loads(extra))
+    return result
+
+
+def _from_value(kind: Any, value: Any) -> Any:
+    if isinstance(kind, dict) and kind.get("type") == "array":
+        return [_from_value(kind["items"], item) for item in value]
+    if isinstance(kind, dict) and kind.get("type") == "record":
+        return to_protocol(kind, value)
+    return value

@@ -1,0 +1,128 @@
+"""The accounts file: one `[[app]]` table per appid, re-read when its modification time changes.
+
+    [[app]]
+    appid = "wh_..."
+    secret = "..."
+    wxids = ["wxid_...", "..."]     # the bots allowed to log in (billing is per wxid)
+    url_token = "..."               # optional: required as ?token= or /wehub/<token>
+
+Keys this module does not know (such as a `websocket` table) are left to their owners.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_RECHECK_INTERVAL_S = 1.0
+
+
+class AccountsError(ValueError):
+    """The accounts file is missing or does not hold valid `[[app]]` tables."""
+
+
+@dataclass(frozen=True)
+class App:
+    """One appid: its secret, whitelist and optional URL token; `raw` keeps the whole table."""
+
+    appid: str
+    secret: str
+    wxids: frozenset[str]
+    url_token: str | None
+    raw: Mapping[str, Any]
+
+
+def _text(table: Mapping[str, Any], key: str, where: str, required: bool = True) -> str | None:
+    value = table.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise AccountsError(f"{where}: {key} must be a non-empty string")
+    return value
+
+
+def parse_apps(document: Mapping[str, Any], source: str) -> dict[str, App]:
+    """Validate the `[[app]]` tables of a parsed TOML document; raises AccountsError naming the table."""
+    tables = document.get("app", [])
+    if not isinstance(tables, list):
+        raise AccountsError(f"{source}: app must be an array of tables ([[app]])")
+    apps: dict[str, App] = {}
+    for index, table in enumerate(tables):
+        where = f"{source}: [[app]] #{index + 1}"
+        if not isinstance(table, dict):
+            raise AccountsError(f"{where} is not a table")
+        appid = _text(table, "appid", where)
+        secret = _text(table, "secret", where)
+        wxids = table.get("wxids", [])
+        if not isinstance(wxids, list) or not all(isinstance(wxid, str) and wxid for wxid in wxids):
+            raise AccountsError(f"{where}: wxids must be an array of non-empty strings")
+        assert appid is not None and secret is not None
+        if appid in apps:
+            raise AccountsError(f"{where}: appid {appid!r} appears twice")
+        url_token = _text(table, "url_token", where, required=False)
+        apps[appid] = App(appid, secret, frozenset(wxids), url_token, table)
+    return apps
+
+
+def read_apps(path: Path) -> dict[str, App]:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AccountsError(f"accounts file {path} does not exist: set WEHUB_ACCOUNTS to its path") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise AccountsError(f"accounts file {path} cannot be read: {type(error).__name__}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise AccountsError(f"accounts file {path} is not valid TOML: {error}") from None
+    return parse_apps(document, str(path))
+
+
+class Accounts:
+    """The apps of the accounts file; `get` re-reads the file at most once a second when it changed.
+
+    A file that turns invalid after start keeps the last good apps in use, with a warning.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._mtime_ns = self._stat()
+        self._apps = read_apps(path)
+        self._checked_at = time.monotonic()
+
+    def _stat(self) -> int:
+        try:
+            return os.stat(self.path).st_mtime_ns
+        except OSError:
+            return -1
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._checked_at < _RECHECK_INTERVAL_S:
+            return
+        self._checked_at = now
+        mtime_ns = self._stat()
+        if mtime_ns == self._mtime_ns:
+            return
+        self._mtime_ns = mtime_ns
+        try:
+            self._apps = read_apps(self.path)
+        except AccountsError as error:
+            log.warning("accounts file not reloaded, the previous apps stay in use: %s", error)
+            return
+        log.info("accounts file reloaded", extra={"apps": len(self._apps)})
+
+    def get(self, appid: str) -> App | None:
+        self._refresh()
+        return self._apps.get(appid)
+
+    def force_reload(self) -> None:
+        """Re-read the file on the next `get`, whatever its modification time says."""
+        self._checked_at = 0.0
+        self._mtime_ns = -2

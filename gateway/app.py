@@ -1,0 +1,200 @@
+"""The gateway's Starlette app: the WeHub callback, uploads, health, readiness and metrics.
+
+The app holds no state that another replica would need: accounts come from the accounts file,
+events go to Kafka, tasks come from the task source. Any number of replicas can run behind a
+load balancer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request as HttpRequest
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from gateway import errors, metrics
+from gateway.accounts import Accounts
+from gateway.handler import COMMON_ACK, CallbackHandler, Request
+from gateway.messages import CATALOG
+from gateway.publisher import Publisher
+from gateway.task_source import NoTasks, TaskSource
+from wehub import logs
+from wehub import settings as settings_module
+from wehub.settings import Settings
+
+log = logging.getLogger(__name__)
+
+JSON_MEDIA_TYPE = "application/json"
+Endpoint = Callable[[HttpRequest], Awaitable[Response]]
+
+
+def _json(status: int, payload: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type=JSON_MEDIA_TYPE)
+
+
+def _handler(request: HttpRequest) -> CallbackHandler:
+    handler: CallbackHandler = request.app.state.gateway
+    return handler
+
+
+async def _read_body(request: HttpRequest, limit: int, keep_when_over: int) -> tuple[bytes, int]:
+    """The body and its size; past `limit` stop reading and keep only the first `keep_when_over` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        kept = bytearray()
+        async for chunk in request.stream():
+            kept += chunk
+            if len(kept) >= keep_when_over:
+                break
+        return bytes(kept[:keep_when_over]), int(declared)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        chunks.append(chunk)
+        if size > limit:
+            return b"".join(chunks)[:keep_when_over], size
+    return b"".join(chunks), size
+
+
+async def callback(request: HttpRequest) -> Response:
+    """POST /wehub and POST /wehub/<token>: one WeHub request."""
+    handler = _handler(request)
+    body, size = await _read_body(request, handler.largest_body_bytes, handler.dead_letter_body_cap_bytes)
+    client = request.client
+    wehub_request = Request(
+        body=body,
+        body_bytes=size,
+        client_address=client.host if client else "",
+        content_type=request.headers.get("content-type"),
+        token=request.path_params.get("token") or request.query_params.get("token"),
+    )
+    answer = await handler.handle(wehub_request)
+    return Response(answer.body(), status_code=answer.status, media_type=JSON_MEDIA_TYPE)
+
+
+_upload_endpoint: Endpoint | None = None
+
+
+async def upload(request: HttpRequest) -> Response:
+    """POST /wehub/upload: handled by gateway.upload when that module is installed."""
+    global _upload_endpoint  # noqa: PLW0603 - resolved once per process, on the first upload
+    if _upload_endpoint is None:
+        try:
+            module = importlib.import_module("gateway.upload")
+        except ModuleNotFoundError as error:
+            if error.name != "gateway.upload":
+                raise
+            handler = _handler(request)
+            code = errors.UPLOAD_UNAVAILABLE
+            return _json(
+                code.status,
+                {
+                    "error_code": code.number,
+                    "ack_type": "upload_file_ack",
+                    "error_reason": CATALOG.render(code.name, handler.locale),
+                },
+            )
+        _upload_endpoint = module.upload_endpoint
+    assert _upload_endpoint is not None
+    return await _upload_endpoint(request)
+
+
+async def healthz(request: HttpRequest) -> Response:
+    return _json(200, {"alive": True})
+
+
+async def readyz(request: HttpRequest) -> Response:
+    ready = await _handler(request).publisher.ready()
+    return _json(200 if ready else 503, {"ready": ready, "kafka": "reachable" if ready else "unreachable"})
+
+
+async def metrics_endpoint(request: HttpRequest) -> Response:
+    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _http_error(request: HttpRequest, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    code = errors.METHOD_NOT_ALLOWED if error.status_code == 405 else errors.NOT_FOUND
+    reason = CATALOG.render(code.name, _handler(request).locale, path=request.url.path, method=request.method)
+    return _json(code.status, {"error_code": code.number, "error_reason": reason, "ack_type": COMMON_ACK})
+
+
+async def _server_error(request: HttpRequest, error: Exception) -> Response:
+    code = errors.INTERNAL_ERROR
+    reason = CATALOG.render(code.name, _handler(request).locale, event_id="-")
+    return _json(code.status, {"error_code": code.number, "error_reason": reason, "ack_type": COMMON_ACK})
+
+
+def default_gateway_name(settings: Settings) -> str:
+    return str(settings.gateway_name) or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def load_task_source(settings: Settings, publisher: Publisher) -> TaskSource:
+    """gateway.tasks.build_task_source(settings, publisher) when that module exists, else NoTasks."""
+    try:
+        module = importlib.import_module("gateway.tasks")
+    except ModuleNotFoundError as error:
+        if error.name != "gateway.tasks":
+            raise
+        return NoTasks()
+    source: TaskSource = module.build_task_source(settings, publisher)
+    return source
+
+
+def create_app(settings: Settings, task_source: TaskSource | None = None) -> Starlette:
+    """The gateway app; Kafka is connected at startup (lifespan), tolerating an unreachable broker.
+
+    Raises AccountsError when the accounts file is missing or invalid.
+    """
+    accounts = Accounts(Path(settings.accounts))
+    publisher = Publisher(settings)
+    source = task_source if task_source is not None else load_task_source(settings, publisher)
+    handler = CallbackHandler(settings, accounts, publisher, source, default_gateway_name(settings))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await publisher.start()
+        await source.start()
+        log.info("gateway started", extra={"gateway": handler.gateway_name})
+        try:
+            yield
+        finally:
+            await source.stop()
+            await publisher.stop()
+
+    routes: list[BaseRoute] = [
+        Route("/wehub/upload", upload, methods=["POST"]),
+        Route("/wehub", callback, methods=["POST"]),
+        Route("/wehub/{token}", callback, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        *source.routes(),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: _http_error, 405: _http_error, Exception: _server_error},
+    )
+    app.state.gateway = handler
+    return app
+
+
+def app_from_environment() -> Starlette:
+    """Factory for uvicorn workers: settings and logging from the WEHUB_* environment."""
+    settings = settings_module.load()
+    logs.configure(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -1,0 +1,50 @@
+"""`wehub gateway`: serve the gateway with uvicorn on the configured host, port and workers."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from gateway.accounts import AccountsError, read_apps
+
+
+def add_parser(subparsers: Any) -> None:
+    serve = subparsers.add_parser("gateway", help="serve the WeHub callback gateway (POST /wehub)")
+    serve.add_argument("--host", help="address to listen on (default: WEHUB_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: WEHUB_PORT)")
+    serve.add_argument("--workers", type=int, help="uvicorn worker processes (default: WEHUB_WORKERS)")
+    serve.set_defaults(handler=_serve)
+
+
+def _serve(arguments: argparse.Namespace) -> int:
+    config = arguments.settings
+    host = arguments.host or config.host
+    port = arguments.port or config.port
+    workers = arguments.workers or config.workers
+    try:
+        apps = read_apps(Path(config.accounts))
+    except AccountsError as error:
+        print(f"wehub gateway: {error}", file=sys.stderr)
+        return 2
+    # Workers rebuild the settings from the environment, so the command-line overrides go there.
+    os.environ.update({"WEHUB_HOST": str(host), "WEHUB_PORT": str(port), "WEHUB_WORKERS": str(workers)})
+    print(
+        f"wehub gateway: {len(apps)} appids, listening on http://{host}:{port}/wehub with {workers} workers",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        "gateway.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(float(config.kafka_timeout_s)) + 5,
+    )
+    return 0

@@ -1,0 +1,73 @@
+"""Every Prometheus metric of the gateway, declared once; units are in the names.
+
+Each uvicorn worker process keeps its own values: with several workers, /metrics shows the
+worker that answered the scrape.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_SIZE_BUCKETS_BYTES = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 33554432)
+
+REQUESTS = Counter(
+    "wehub_gateway_requests_total",
+    "Requests by action (typed actions; others are 'other') and outcome (ok or an error code name).",
+    ["action", "outcome"],
+    registry=REGISTRY,
+)
+REQUEST_DURATION = Histogram(
+    "wehub_gateway_request_duration_seconds",
+    "Time from the request's arrival to its answer, Kafka acknowledgement included.",
+    ["action"],
+    buckets=_LATENCY_BUCKETS_S,
+    registry=REGISTRY,
+)
+PRODUCE_DURATION = Histogram(
+    "wehub_gateway_produce_duration_seconds",
+    "Time Kafka took to acknowledge (acks=all) the records of one request.",
+    buckets=_LATENCY_BUCKETS_S,
+    registry=REGISTRY,
+)
+BODY_SIZE = Histogram(
+    "wehub_gateway_request_body_bytes",
+    "Size of request bodies by action.",
+    ["action"],
+    buckets=_SIZE_BUCKETS_BYTES,
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "wehub_gateway_dead_letters_total",
+    "Refused requests written to the dead-letter topic, by reason code.",
+    ["reason_code"],
+    registry=REGISTRY,
+)
+DEAD_LETTERS_LOST = Counter(
+    "wehub_gateway_dead_letters_failed_total",
+    "Refused requests whose dead-letter record Kafka did not acknowledge.",
+    registry=REGISTRY,
+)
+SPLIT_PARTS = Counter(
+    "wehub_gateway_split_parts_total",
+    "Part records written for events too large for one Kafka record, by action.",
+    ["action"],
+    registry=REGISTRY,
+)
+IN_FLIGHT = Gauge(
+    "wehub_gateway_kafka_in_flight_requests",
+    "Requests waiting for Kafka's acknowledgement in this process.",
+    registry=REGISTRY,
+)
+PRODUCER_RESTARTS = Counter(
+    "wehub_gateway_producer_restarts_total",
+    "Kafka producers recreated after a fatal producer error or repeated timeouts.",
+    registry=REGISTRY,
+)
+KAFKA_READY = Gauge(
+    "wehub_gateway_kafka_ready",
+    "1 when the last readiness check reached Kafka, else 0.",
+    registry=REGISTRY,
+)

@@ -1,0 +1,223 @@
+"""The gateway's Kafka producer: bounded in-flight sends, a deadline on every publish, self-repair.
+
+aiokafka has no buffer.memory or max.block.ms, so a semaphore bounds the requests waiting for
+Kafka, and every publish runs under `kafka_timeout_s` so WeHub (which waits 30 s) always gets an
+answer. An idempotent aiokafka producer can keep failing with OutOfOrderSequenceNumber after a
+broker restart until it is recreated; any fatal producer error, or several timeouts in a row,
+therefore drops the producer and the next publish starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    IllegalStateError,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    KafkaError,
+    MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    ProducerFenced,
+    RecordTooLargeError,
+    UnknownProducerId,
+)
+
+from gateway import errors, metrics
+from wehub.kafka import make_producer
+from wehub.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_FATAL_PRODUCER_ERRORS = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    ProducerFenced,
+    ProducerClosed,
+    IllegalStateError,
+)
+_TIMEOUTS_BEFORE_RESTART = 3
+# After a failed start, requests fail at once for this long instead of each dialling Kafka again.
+_START_RETRY_INTERVAL_S = 0.5
+_STOP_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Record:
+    """One Kafka record to write: topic, key (the bot's wxid) and the encoded value."""
+
+    topic: str
+    key: bytes
+    value: bytes
+
+
+class PublishError(Exception):
+    """Kafka did not acknowledge; `code` is KAFKA_UNAVAILABLE, OVERLOADED or RECORD_TOO_LARGE."""
+
+    def __init__(self, code: errors.ErrorCode, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+class Publisher:
+    """Writes records with acks=all and waits for the acknowledgement; one per process.
+
+    `publish` never blocks longer than `kafka_timeout_s` and raises PublishError instead.
+    A record whose send timed out may still reach Kafka later: delivery is at least once.
+    """
+
+    def __init__(
+        self, settings: Settings, factory: Callable[[Settings], AIOKafkaProducer] = make_producer
+    ) -> None:
+        self._settings = settings
+        self._factory = factory
+        self.timeout_s = float(settings.kafka_timeout_s)
+        self.max_in_flight = int(settings.max_in_flight)
+        self._slots = asyncio.Semaphore(self.max_in_flight)
+        self._producer: AIOKafkaProducer | None = None
+        self._starting: asyncio.Lock | None = None
+        self._start_failed_at = -_START_RETRY_INTERVAL_S
+        self._start_failure = ""
+        self._timeouts_in_a_row = 0
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def producer(self) -> AIOKafkaProducer | None:
+        """The started producer, or None while Kafka is unreachable; it may be replaced at any time."""
+        return self._producer
+
+    async def start(self) -> None:
+        """Try to connect; an unreachable Kafka is logged and retried by later publishes."""
+        try:
+            await asyncio.wait_for(self._ensure_producer(), self.timeout_s)
+        except (TimeoutError, PublishError) as error:
+            log.warning(
+                "Kafka is not reachable at start, the gateway answers with errors until it is: %s",
+                error or "timeout",
+            )
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await self._stop_quietly(producer)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    async def publish(self, records: Sequence[Record]) -> None:
+        """Send `records` and wait until Kafka acknowledged all of them; raises PublishError."""
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.timeout_s)
+        except TimeoutError:
+            raise PublishError(errors.OVERLOADED, f"{self.max_in_flight} requests in flight") from None
+        metrics.IN_FLIGHT.inc()
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(self._send_all(records), max(0.001, deadline - time.monotonic()))
+        except TimeoutError:
+            self._note_timeout()
+            raise PublishError(
+                errors.KAFKA_UNAVAILABLE, f"no acknowledgement within {self.timeout_s:g} s"
+            ) from None
+        except (MessageSizeTooLargeError, RecordTooLargeError) as error:
+            raise PublishError(errors.RECORD_TOO_LARGE, type(error).__name__) from None
+        except KafkaError as error:
+            if isinstance(error, _FATAL_PRODUCER_ERRORS) or not error.retriable:
+                self._discard_producer(type(error).__name__)
+            raise PublishError(errors.KAFKA_UNAVAILABLE, type(error).__name__) from None
+        finally:
+            metrics.IN_FLIGHT.dec()
+            self._slots.release()
+        metrics.PRODUCE_DURATION.observe(time.perf_counter() - started)
+        self._timeouts_in_a_row = 0
+
+    async def ready(self) -> bool:
+        """True when a metadata request reached a broker within the timeout."""
+        try:
+            async with asyncio.timeout(min(self.timeout_s, 5.0)):
+                producer = await self._ensure_producer()
+                await producer.client.fetch_all_metadata()
+        except (TimeoutError, PublishError, KafkaError, OSError):
+            metrics.KAFKA_READY.set(0)
+            return False
+        metrics.KAFKA_READY.set(1)
+        return True
+
+    async def _send_all(self, records: Sequence[Record]) -> None:
+        producer = await self._ensure_producer()
+        if len(records) == 1:
+            record = records[0]
+            await producer.send_and_wait(record.topic, record.value, key=record.key)
+            return
+        acknowledgements = [
+            await producer.send(record.topic, record.value, key=record.key) for record in records
+        ]
+        await asyncio.gather(*acknowledgements)
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is not None:
+            return self._producer
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self._producer is not None:
+                return self._producer
+            if time.monotonic() - self._start_failed_at < _START_RETRY_INTERVAL_S:
+                raise PublishError(errors.KAFKA_UNAVAILABLE, self._start_failure)
+            producer = self._factory(self._settings)
+            try:
+                await producer.start()
+            except KafkaError as error:
+                self._start_failed_at = time.monotonic()
+                self._start_failure = type(error).__name__
+                self._close_in_background(producer)
+                raise PublishError(errors.KAFKA_UNAVAILABLE, self._start_failure) from None
+            except BaseException:
+                # Cancelled by the caller's deadline: the half-started producer must not leak.
+                self._start_failed_at = time.monotonic()
+                self._start_failure = "timeout while connecting"
+                self._close_in_background(producer)
+                raise
+            self._producer = producer
+            log.info("Kafka producer started")
+            return producer
+
+    def _note_timeout(self) -> None:
+        self._timeouts_in_a_row += 1
+        if self._timeouts_in_a_row >= _TIMEOUTS_BEFORE_RESTART:
+            self._discard_producer(f"{self._timeouts_in_a_row} timeouts in a row")
+
+    def _discard_producer(self, why: str) -> None:
+        producer, self._producer = self._producer, None
+        self._timeouts_in_a_row = 0
+        if producer is None:
+            return
+        metrics.PRODUCER_RESTARTS.inc()
+        log.warning("Kafka producer dropped, the next request starts a new one: %s", why)
+        self._close_in_background(producer)
+
+    def _close_in_background(self, producer: AIOKafkaProducer) -> None:
+        task = asyncio.get_running_loop().create_task(self._stop_quietly(producer))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+        try:
+            await asyncio.wait_for(producer.stop(), _STOP_TIMEOUT_S)
+        except Exception as error:
+            # Undelivered batches of a dropped producer fail their own futures; nothing else to do.
+            log.debug("closing a Kafka producer failed: %s", type(error).__name__)
+
+    def describe(self) -> dict[str, Any]:
+        return {"producer_started": self._producer is not None, "max_in_flight": self.max_in_flight}

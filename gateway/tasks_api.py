@@ -1,0 +1,111 @@
+"""`POST /api/tasks`: submit tasks over HTTP, authenticated by the admin token.
+
+The body is one task object or an array of them (fields as `wehub task send --json` takes them).
+Every task is validated before any is produced, so a request is written whole or not at all;
+a refusal is HTTP 400 naming the field and the index of the offending task.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from gateway.accounts import AccountsError, read_apps
+from gateway.publisher import Publisher, PublishError, Record
+from schemas import topics
+from schemas.codec import CODEC
+from wehub.settings import Settings
+from wehub.task_validation import CATALOG, TaskInvalid, check_account, now_ms, only_appid, parse_submission
+
+log = logging.getLogger(__name__)
+
+MAX_TASKS_PER_REQUEST = 10_000
+SOURCE = "api"
+
+_AUTH_MESSAGES = {
+    "disabled": {"en": "POST /api/tasks is disabled: set WEHUB_ADMIN_TOKEN on the gateway to enable it",
+                 "zh-CN": "POST /api/tasks 已关闭：请在网关上设置 WEHUB_ADMIN_TOKEN 以启用"},
+    "unauthorized": {"en": "the Authorization header is missing or its Bearer token is wrong",
+                     "zh-CN": "缺少 Authorization 请求头，或其中的 Bearer 令牌错误"},
+    "unavailable": {"en": "the tasks could not be stored ({detail}): nothing was submitted, try again",
+                    "zh-CN": "任务未能保存（{detail}）：没有任何任务被提交，请重试"},
+    "accounts": {"en": "the accounts file cannot be read: fix it on the gateway, then submit again",
+                 "zh-CN": "无法读取账号文件：请在网关上修正后重新提交"},
+}
+
+
+def _message(locale: str, code: str, **params: Any) -> str:
+    texts = _AUTH_MESSAGES[code]
+    return (texts.get(locale) or texts["en"]).format(**params)
+
+
+def _refusal(status: int, reason: str, **extra: Any) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error_reason": reason, **extra}, status_code=status, headers=headers)
+
+
+def task_routes(settings: Settings, publisher: Publisher) -> list[BaseRoute]:
+    """The route of POST /api/tasks, writing through the gateway's publisher."""
+    locale = str(settings.locale)
+    tasks_topic = settings.topic(topics.TASKS)
+    body_limit = int(settings.body_limit_bytes)
+
+    def authorized(request: Request) -> JSONResponse | None:
+        token = str(settings.admin_token)
+        if not token:
+            return _refusal(403, _message(locale, "disabled"))
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            return _refusal(401, _message(locale, "unauthorized"))
+        return None
+
+    async def submit(request: Request) -> JSONResponse:
+        refused = authorized(request)
+        if refused is not None:
+            return refused
+        body = await request.body()
+        if len(body) > body_limit:
+            return _refusal(413, CATALOG.render("too_many_tasks", locale, field="body", value=len(body),
+                                                limit=body_limit))
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            return _refusal(400, CATALOG.render("not_json", locale, field="body", detail=str(error)[:60]),
+                            field="body")
+        items = document if isinstance(document, list) else [document]
+        if len(items) > MAX_TASKS_PER_REQUEST:
+            return _refusal(400, CATALOG.render("too_many_tasks", locale, field="body", value=len(items),
+                                                limit=MAX_TASKS_PER_REQUEST), field="body")
+        try:
+            apps = {app.appid: app.wxids for app in read_apps(Path(settings.accounts)).values()}
+        except AccountsError:
+            log.exception("POST /api/tasks cannot read the accounts file")
+            return _refusal(503, _message(locale, "accounts"))
+
+        created_at = now_ms()
+        records = []
+        for index, item in enumerate(items):
+            try:
+                submission = parse_submission(item, only_appid(apps), created_at, index)
+                check_account(submission, apps)
+            except TaskInvalid as error:
+                return _refusal(400, error.render(locale), field=error.field, index=index)
+            value = CODEC.encode(topics.TASK_SCHEMA, submission.record(created_at, SOURCE))
+            records.append(Record(tasks_topic, submission.task_id.encode(), value))
+
+        try:
+            await publisher.publish(records)
+        except PublishError as error:
+            return _refusal(503, _message(locale, "unavailable", detail=error.detail))
+        log.info("%d tasks submitted through the API", len(records))
+        return JSONResponse({"task_ids": [record.key.decode() for record in records]})
+
+    return [Route("/api/tasks", submit, methods=["POST"])]

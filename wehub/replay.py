@@ -253,7 +253,7 @@ class Summary:
                     "kind": refusal.kind,
                     "label": refusal.label,
                     "status": refusal.outcome.status,
-                    "error_code": refusal.outcome.error_code,
+                    "error_code": _error_code_key(refusal.outcome) if refusal.outcome.status else None,
                     "error_reason": refusal.outcome.error_reason,
                     "transport_error": refusal.outcome.transport_error,
                 }
@@ -270,8 +270,8 @@ class Summary:
         }
 
 
-# The answered counter keys an answer by its error_code as text; these two stand for the cases
-# where the answer has none.
+# Answers are keyed by their error_code as text, since servers send it as a number or a string;
+# these two keys stand for answers without one.
 ERROR_CODE_MISSING = "-"
 ERROR_CODE_NOT_JSON = "not-json"
 

@@ -90,8 +90,9 @@ class Accounts:
     A file that turns invalid after start keeps the last good apps in use, with a warning.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, recheck_interval_s: float = _RECHECK_INTERVAL_S) -> None:
         self.path = path
+        self.recheck_interval_s = recheck_interval_s
         self._mtime_ns = self._stat()
         self._apps = read_apps(path)
         self._checked_at = time.monotonic()
@@ -104,7 +105,7 @@ class Accounts:
 
     def _refresh(self) -> None:
         now = time.monotonic()
-        if now - self._checked_at < _RECHECK_INTERVAL_S:
+        if now - self._checked_at < self.recheck_interval_s:
             return
         self._checked_at = now
         mtime_ns = self._stat()
@@ -121,8 +122,3 @@ class Accounts:
     def get(self, appid: str) -> App | None:
         self._refresh()
         return self._apps.get(appid)
-
-    def force_reload(self) -> None:
-        """Re-read the file on the next `get`, whatever its modification time says."""
-        self._checked_at = 0.0
-        self._mtime_ns = -2

@@ -31,7 +31,9 @@ def gateway_settings(pipeline_settings: Settings, kafka_bootstrap: str, topic_pr
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(settings: Settings, task_source: TaskSource | None = None) -> AsyncIterator[httpx.AsyncClient]:
+async def running_gateway(
+    settings: Settings, task_source: TaskSource | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client talking to a started gateway app in this process; no tasks unless given a source."""
     app = create_app(settings, task_source or NoTasks())
     async with app.router.lifespan_context(app):
@@ -41,7 +43,9 @@ async def running_gateway(settings: Settings, task_source: TaskSource | None = N
 
 
 def corpus_bodies(samples_dir: Path) -> list[dict[str, Any]]:
-    lines = (json.loads(line) for line in (samples_dir / "corpus.jsonl").read_text(encoding="utf-8").splitlines())
+    lines = (
+        json.loads(line) for line in (samples_dir / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
+    )
     return [line["body"] for line in lines if line["kind"] == "http"]
 
 
@@ -57,8 +61,12 @@ def bad_cases(samples_dir: Path) -> list[dict[str, Any]]:
 async def read_records(settings: Settings, suffix: str) -> list[tuple[bytes | None, str, dict[str, Any]]]:
     """Every record on `<prefix>.<suffix>` so far, decoded: (key, schema name, record), in offset order."""
     topic = settings.topic(suffix)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(settings), enable_auto_commit=False,
-                                fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers(settings),
+        enable_auto_commit=False,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
     await consumer.start()
     try:
         # The test topics are created with settings.topic_partitions partitions.

@@ -90,7 +90,9 @@ async def test_each_corpus_request_is_acknowledged_and_published_once(
                 assert to_protocol(schema, record["data"]) == expected
 
 
-async def test_unknown_fields_are_kept_in_the_published_record(gateway_settings: Settings, samples_dir: Path) -> None:
+async def test_unknown_fields_are_kept_in_the_published_record(
+    gateway_settings: Settings, samples_dir: Path
+) -> None:
     body = next(body for body in corpus_bodies(samples_dir) if body["action"] == "report_new_msg")
     body = {**body, "client_session": "s-1", "client_build": 7, "data": {**body["data"], "trace": {"hop": 1}}}
     body["data"]["msg"] = {**body["data"]["msg"], "is_pinned": True}
@@ -110,8 +112,12 @@ async def test_unknown_action_is_accepted_and_published(
     gateway_settings: Settings, sample_accounts: dict[str, Any]
 ) -> None:
     data = {"room_wxid": "123@chatroom", "notice": "a new kind of event"}
-    body = {"action": "report_room_notice", "appid": sample_accounts["appid"],
-            "wxid": sample_accounts["wxids"][0], "data": data}
+    body = {
+        "action": "report_room_notice",
+        "appid": sample_accounts["appid"],
+        "wxid": sample_accounts["wxids"][0],
+        "data": data,
+    }
     async with running_gateway(gateway_settings) as client:
         response = await client.post("/wehub", content=orjson.dumps(body), headers=JSON)
     answer = response.json()
@@ -127,7 +133,10 @@ async def test_unknown_action_is_accepted_and_published(
 async def test_pull_task_hands_out_the_task_and_results_reach_the_task_source(
     gateway_settings: Settings, sample_accounts: dict[str, Any]
 ) -> None:
-    task = {"task_id": "t-1", "task_data": {"task_type": 1, "task_dict": {"wxid_to": "wxid_x", "msg_list": []}}}
+    task = {
+        "task_id": "t-1",
+        "task_data": {"task_type": 1, "task_dict": {"wxid_to": "wxid_x", "msg_list": []}},
+    }
     tasks = ScriptedTasks(task)
     appid, bot = sample_accounts["appid"], sample_accounts["wxids"][1]
     envelope = {"appid": appid, "wxid": bot}
@@ -135,7 +144,9 @@ async def test_pull_task_hands_out_the_task_and_results_reach_the_task_source(
         first = await client.post("/wehub", json={**envelope, "action": "pull_task", "data": {}})
         second = await client.post("/wehub", json={**envelope, "action": "pull_task", "data": {}})
         result = {"task_id": "t-1", "task_result": "1", "error_reason": ""}
-        reported = await client.post("/wehub", json={**envelope, "action": "report_task_result", "data": result})
+        reported = await client.post(
+            "/wehub", json={**envelope, "action": "report_task_result", "data": result}
+        )
 
     assert first.json() == {"error_code": 0, "error_reason": "", "ack_type": "pull_task_ack", "data": task}
     assert second.json()["data"] == {}
@@ -149,10 +160,20 @@ async def test_pull_task_hands_out_the_task_and_results_reach_the_task_source(
 async def test_control_characters_inside_texts_are_accepted(
     gateway_settings: Settings, sample_accounts: dict[str, Any]
 ) -> None:
-    msg = {"msg_type": 1, "room_wxid": "", "wxid_from": "wxid_x", "wxid_to": sample_accounts["wxids"][0],
-           "msg": "line\u0001one\ttab\u001f", "atuserlist": ["wxid_y"]}
-    body = {"action": "report_new_msg", "appid": sample_accounts["appid"], "wxid": sample_accounts["wxids"][0],
-            "data": {"msg": msg}}
+    msg = {
+        "msg_type": 1,
+        "room_wxid": "",
+        "wxid_from": "wxid_x",
+        "wxid_to": sample_accounts["wxids"][0],
+        "msg": "line\u0001one\ttab\u001f",
+        "atuserlist": ["wxid_y"],
+    }
+    body = {
+        "action": "report_new_msg",
+        "appid": sample_accounts["appid"],
+        "wxid": sample_accounts["wxids"][0],
+        "data": {"msg": msg},
+    }
     async with running_gateway(gateway_settings) as client:
         response = await client.post("/wehub", content=orjson.dumps(body), headers=JSON)
     assert response.json()["error_code"] == 0

@@ -21,7 +21,12 @@ def unreachable_settings(pipeline_settings: Settings) -> Settings:
 
 
 def _envelope(sample_accounts: dict[str, Any], action: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"action": action, "appid": sample_accounts["appid"], "wxid": sample_accounts["wxids"][0], "data": data}
+    return {
+        "action": action,
+        "appid": sample_accounts["appid"],
+        "wxid": sample_accounts["wxids"][0],
+        "data": data,
+    }
 
 
 async def test_requests_get_a_non_zero_error_code_when_kafka_is_unreachable(
@@ -55,7 +60,11 @@ async def test_metrics_are_exposed_with_units_in_their_names(unreachable_setting
         await client.post("/wehub", content=b"[]")
         response = await client.get("/metrics")
     assert response.status_code == 200
-    for name in ("wehub_gateway_requests_total", "wehub_gateway_request_duration_seconds",
-                 "wehub_gateway_produce_duration_seconds", "wehub_gateway_request_body_bytes",
-                 "wehub_gateway_dead_letters_total"):
+    for name in (
+        "wehub_gateway_requests_total",
+        "wehub_gateway_request_duration_seconds",
+        "wehub_gateway_produce_duration_seconds",
+        "wehub_gateway_request_body_bytes",
+        "wehub_gateway_dead_letters_total",
+    ):
         assert name in response.text

@@ -47,18 +47,25 @@ async def test_every_bad_sample_is_refused_and_dead_lettered(
     assert {case["case"] for case in cases} == set(EXPECTED)
     async with running_gateway(gateway_settings) as client:
         for case in cases:
-            response = await client.post("/wehub", content=case["body"], headers={"content-type": case["content_type"]})
+            response = await client.post(
+                "/wehub", content=case["body"], headers={"content-type": case["content_type"]}
+            )
             status, code, ack_type = EXPECTED[case["case"]]
             answer = response.json()
-            assert (response.status_code, answer["error_code"], answer["ack_type"]) == (status, code.number, ack_type), (
-                case["case"], answer)
+            assert (response.status_code, answer["error_code"], answer["ack_type"]) == (
+                status,
+                code.number,
+                ack_type,
+            ), (case["case"], answer)
             assert answer["error_reason"]
 
         still_serving = await client.post("/wehub", json=_message(sample_accounts))
         assert still_serving.json()["error_code"] == 0
 
     letters = [record for _, _, record in await read_records(gateway_settings, topics.DEAD_LETTER)]
-    assert sorted(letter["reason_code"] for letter in letters) == sorted(code.name for _, code, _ in EXPECTED.values())
+    assert sorted(letter["reason_code"] for letter in letters) == sorted(
+        code.name for _, code, _ in EXPECTED.values()
+    )
     bodies = {case["body"] for case in cases}
     for letter in letters:
         assert letter["body"] in bodies
@@ -84,7 +91,12 @@ async def test_invalid_field_reason_names_the_field_the_value_and_what_was_expec
 async def test_login_from_unlisted_wxid_is_refused_in_login_ack_with_what_to_do(
     gateway_settings: Settings, sample_accounts: dict[str, Any]
 ) -> None:
-    body = {"action": "login", "appid": sample_accounts["appid"], "wxid": "wxid_stranger", "data": {"nonce": "n"}}
+    body = {
+        "action": "login",
+        "appid": sample_accounts["appid"],
+        "wxid": "wxid_stranger",
+        "data": {"nonce": "n"},
+    }
     async with running_gateway(gateway_settings.with_overrides(locale="zh-CN")) as client:
         response = await client.post("/wehub", json=body)
     answer = response.json()
@@ -96,7 +108,9 @@ async def test_login_from_unlisted_wxid_is_refused_in_login_ack_with_what_to_do(
     assert "signature" not in answer.get("data", {})
 
 
-async def test_report_from_unlisted_wxid_is_forbidden(gateway_settings: Settings, sample_accounts: dict[str, Any]) -> None:
+async def test_report_from_unlisted_wxid_is_forbidden(
+    gateway_settings: Settings, sample_accounts: dict[str, Any]
+) -> None:
     body = {**_message(sample_accounts), "wxid": "wxid_stranger"}
     async with running_gateway(gateway_settings) as client:
         response = await client.post("/wehub", json=body)
@@ -119,16 +133,26 @@ async def test_body_over_the_limit_is_refused_and_dead_lettered_cut_to_the_cap(
     [(_, _, letter)] = await read_records(settings, topics.DEAD_LETTER)
     assert letter["reason_code"] == "body_too_large"
     assert letter["body"] == body[:1024]
-    assert (letter["body_bytes"], letter["truncated"], letter["action"]) == (len(body), True, "report_new_msg")
+    assert (letter["body_bytes"], letter["truncated"], letter["action"]) == (
+        len(body),
+        True,
+        "report_new_msg",
+    )
 
 
 async def test_contact_report_over_its_own_limit_is_refused(
     gateway_settings: Settings, sample_accounts: dict[str, Any]
 ) -> None:
-    settings = gateway_settings.with_overrides(contact_body_limit_bytes=128 * 1024, body_limit_bytes=16 * 1024)
+    settings = gateway_settings.with_overrides(
+        contact_body_limit_bytes=128 * 1024, body_limit_bytes=16 * 1024
+    )
     friends = [{"wxid": f"wxid_{index:08d}", "nickname": "n" * 20} for index in range(4000)]
-    body = {"action": "report_contact", "appid": sample_accounts["appid"], "wxid": sample_accounts["wxids"][0],
-            "data": {"friend_list": friends}}
+    body = {
+        "action": "report_contact",
+        "appid": sample_accounts["appid"],
+        "wxid": sample_accounts["wxids"][0],
+        "data": {"friend_list": friends},
+    }
     async with running_gateway(settings) as client:
         response = await client.post("/wehub", json=body)
     assert (response.status_code, response.json()["error_code"]) == (413, errors.BODY_TOO_LARGE.number)
@@ -152,7 +176,8 @@ async def test_url_token_is_required_when_the_app_has_one(
 ) -> None:
     accounts = tmp_path / "with-token.toml"
     accounts.write_text(
-        f'[[app]]\nappid = "{sample_accounts["appid"]}"\nsecret = "s"\nwxids = ["{sample_accounts["wxids"][0]}"]\n'
+        f'[[app]]\nappid = "{sample_accounts["appid"]}"\nsecret = "s"\n'
+        f'wxids = ["{sample_accounts["wxids"][0]}"]\n'
         'url_token = "tok-123"\n[app.websocket]\nenabled = true\n',
         encoding="utf-8",
     )

@@ -17,26 +17,45 @@ pytestmark = pytest.mark.services
 
 
 def _friend(index: int) -> dict[str, Any]:
-    return {"wxid": f"wxid_{index:012d}", "wx_alias": f"alias{index}", "nickname": f"朋友{index}",
-            "remark_name": "", "head_img": f"http://wx.qlogo.cn/mmhead/ver_1/{index:040d}/132", "sex": index % 2,
-            "country": "CN", "province": "Guangdong", "city": "Shenzhen"}
+    return {
+        "wxid": f"wxid_{index:012d}",
+        "wx_alias": f"alias{index}",
+        "nickname": f"朋友{index}",
+        "remark_name": "",
+        "head_img": f"http://wx.qlogo.cn/mmhead/ver_1/{index:040d}/132",
+        "sex": index % 2,
+        "country": "CN",
+        "province": "Guangdong",
+        "city": "Shenzhen",
+    }
 
 
 def _group(index: int, members: int) -> dict[str, Any]:
-    return {"wxid": f"{index:011d}@chatroom", "name": f"群{index}", "owner_wxid": "wxid_owner",
-            "member_count": members, "head_img": f"http://wx.qlogo.cn/mmhead/ver_1/{index:040d}/0",
-            "member_wxid_list": [f"wxid_{index:06d}{member:06d}" for member in range(members)]}
+    return {
+        "wxid": f"{index:011d}@chatroom",
+        "name": f"群{index}",
+        "owner_wxid": "wxid_owner",
+        "member_count": members,
+        "head_img": f"http://wx.qlogo.cn/mmhead/ver_1/{index:040d}/0",
+        "member_wxid_list": [f"wxid_{index:06d}{member:06d}" for member in range(members)],
+    }
 
 
-def _contact_report(sample_accounts: dict[str, Any], groups: int, members: int, friends: int) -> dict[str, Any]:
+def _contact_report(
+    sample_accounts: dict[str, Any], groups: int, members: int, friends: int
+) -> dict[str, Any]:
     data = {
         "group_list": [_group(index, members) for index in range(groups)],
         "friend_list": [_friend(index) for index in range(friends)],
         "public_list": [{"wxid": "gh_0001", "nickname": "公众号", "head_img": ""}],
         "report_build": "x1",
     }
-    return {"action": "report_contact", "appid": sample_accounts["appid"], "wxid": sample_accounts["wxids"][0],
-            "data": data}
+    return {
+        "action": "report_contact",
+        "appid": sample_accounts["appid"],
+        "wxid": sample_accounts["wxids"][0],
+        "data": data,
+    }
 
 
 def _assert_whole_snapshot(records: list[tuple[bytes | None, str, dict[str, Any]]], schema_name: str) -> str:
@@ -58,8 +77,12 @@ async def test_contact_report_above_the_record_limit_is_split_into_a_whole_snaps
     assert len(orjson.dumps(body)) > 400_000
     async with running_gateway(settings) as client:
         response = await client.post("/wehub", content=orjson.dumps(body))
-    assert response.json() == {"error_code": 0, "error_reason": "", "ack_type": "common_ack",
-                               "data": {"reply_task_list": []}}
+    assert response.json() == {
+        "error_code": 0,
+        "error_reason": "",
+        "ack_type": "common_ack",
+        "data": {"reply_task_list": []},
+    }
 
     records = await read_records(settings, "report_contact")
     _assert_whole_snapshot(records, topics.PART_SCHEMAS["report_contact"])
@@ -77,15 +100,29 @@ async def test_room_member_report_above_the_record_limit_is_split_per_room(
 ) -> None:
     settings = gateway_settings.with_overrides(kafka_max_message_bytes=200_000)
     rooms = [
-        {"room_wxid": f"{room:011d}@im.chatroom", "name": f"r{room}", "owner_wxid": "wxid_owner",
-         "member_count": 500,
-         "memberInfo_list": [{"wxid": f"wxid_{room:04d}{member:06d}", "room_nickname": f"m{member}",
-                              "nickname": f"成员{member}", "head_img": "http://wx.qlogo.cn/x/132"}
-                             for member in range(500)]}
+        {
+            "room_wxid": f"{room:011d}@im.chatroom",
+            "name": f"r{room}",
+            "owner_wxid": "wxid_owner",
+            "member_count": 500,
+            "memberInfo_list": [
+                {
+                    "wxid": f"wxid_{room:04d}{member:06d}",
+                    "room_nickname": f"m{member}",
+                    "nickname": f"成员{member}",
+                    "head_img": "http://wx.qlogo.cn/x/132",
+                }
+                for member in range(500)
+            ],
+        }
         for room in range(8)
     ]
-    body = {"action": "report_room_member_info", "appid": sample_accounts["appid"],
-            "wxid": sample_accounts["wxids"][0], "data": {"room_data_list": rooms}}
+    body = {
+        "action": "report_room_member_info",
+        "appid": sample_accounts["appid"],
+        "wxid": sample_accounts["wxids"][0],
+        "data": {"room_data_list": rooms},
+    }
     async with running_gateway(settings) as client:
         response = await client.post("/wehub", content=orjson.dumps(body))
     assert response.json()["error_code"] == 0

@@ -38,7 +38,7 @@ def test_accounts_keep_unknown_keys_and_read_the_optional_url_token(tmp_path: Pa
     path = tmp_path / "accounts.toml"
     path.write_text(
         '[[app]]\nappid = "a1"\nsecret = "s1"\nwxids = ["w1", "w2"]\nurl_token = "t"\n'
-        '[app.websocket]\nenabled = true\n'
+        "[app.websocket]\nenabled = true\n"
         '[[app]]\nappid = "a2"\nsecret = "s2"\nwxids = []\nplan = "free"\n',
         encoding="utf-8",
     )

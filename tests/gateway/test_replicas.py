@@ -1,0 +1,123 @@
+"""Two gateway processes behind round-robin answer exactly as one gateway does."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.gateway.conftest import corpus_bodies, read_records, running_gateway
+from wehub.settings import Settings
+
+pytestmark = pytest.mark.services
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT_S = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def gateway_process(settings: Settings, name: str, log_path: Path) -> Iterator[str]:
+    """`wehub gateway` in a subprocess on a free loopback port; yields its base URL."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "WEHUB_ACCOUNTS": str(settings.accounts),
+        "WEHUB_KAFKA_BOOTSTRAP": str(settings.kafka_bootstrap),
+        "WEHUB_TOPIC_PREFIX": str(settings.topic_prefix),
+        "WEHUB_LOCALE": str(settings.locale),
+        "WEHUB_GATEWAY_NAME": name,
+        "WEHUB_LOG_FORMAT": "json",
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "wehub.cli",
+                "gateway",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"gateway {name} exited with {process.returncode}:\n{log_path.read_text()}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"gateway {name} not ready within {STARTUP_TIMEOUT_S} s:\n{log_path.read_text()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+async def test_two_gateway_processes_behind_round_robin_answer_like_one(
+    gateway_settings: Settings, samples_dir: Path, tmp_path: Path
+) -> None:
+    bodies = [orjson.dumps(body) for body in corpus_bodies(samples_dir)]
+    async with running_gateway(gateway_settings) as client:
+        alone = [
+            (response.status_code, response.json())
+            for response in [await client.post("/wehub", content=body) for body in bodies]
+        ]
+
+    with (
+        gateway_process(gateway_settings, "replica-0", tmp_path / "replica-0.log") as first,
+        gateway_process(gateway_settings, "replica-1", tmp_path / "replica-1.log") as second,
+    ):
+        async with httpx.AsyncClient(timeout=35) as client:
+            urls = [first, second]
+            behind_balancer: list[tuple[int, Any]] = []
+            for index, body in enumerate(bodies):
+                response = await client.post(
+                    f"{urls[index % 2]}/wehub", content=body, headers={"content-type": "application/json"}
+                )
+                behind_balancer.append((response.status_code, response.json()))
+
+    assert behind_balancer == alone
+    actions = Counter(orjson.loads(body)["action"] for body in bodies)
+    for action, sent in actions.items():
+        records = [record for _, _, record in await read_records(gateway_settings, action)]
+        assert len(records) == 2 * sent, action
+        replicas = Counter(record["gateway"] for record in records)
+        assert replicas["gateway-under-test"] == sent
+        assert replicas["replica-0"] + replicas["replica-1"] == sent
+        assert replicas["replica-0"] and replicas["replica-1"]

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 import sys
 import time
 from collections import Counter
@@ -663,6 +664,8 @@ def _check_url(option: str, url: str, locale: str) -> str | None:
 
 async def run(arguments: argparse.Namespace) -> int:
     locale = arguments.settings.locale
+    # httpx logs each request at INFO: that would break the progress line and print URL tokens.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     upload_url = arguments.upload_url or arguments.url.rstrip("/") + "/upload"
     for option, url in (("--url", arguments.url), ("--upload-url", upload_url)):
         problem = _check_url(option, url, locale)

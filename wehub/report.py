@@ -9,7 +9,9 @@ parameters, never into the SQL text.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib
+import inspect
 import re
 import sys
 import unicodedata
@@ -109,7 +111,7 @@ class ReportError(RuntimeError):
 def run_query(settings: Settings, sql: str, parameters: dict[str, Any]) -> QueryResult:
     """Run one SELECT with server-side parameters ({name:Type} in `sql`); blocks.
 
-    Uses the consumers' `run_query` when it is installed, because that one also reaches the
+    Uses the consumers' `run_query` once it takes parameters, because that one also reaches the
     embedded ClickHouse while the consumer process holds its folder.
     """
     try:
@@ -117,16 +119,28 @@ def run_query(settings: Settings, sql: str, parameters: dict[str, Any]) -> Query
     except ModuleNotFoundError as error:
         if error.name not in ("consumers.query", "consumers"):
             raise
+        query_module = None
+    shared_run_query = getattr(query_module, "run_query", None)
+    if shared_run_query is None or "parameters" not in inspect.signature(shared_run_query).parameters:
         return _run_query_directly(settings, sql, parameters)
-    result = query_module.run_query(settings, sql, parameters)
+    result = shared_run_query(settings, sql, parameters=parameters)
     return QueryResult(list(result.columns), [tuple(row) for row in result.rows])
 
 
 def _run_query_directly(settings: Settings, sql: str, parameters: dict[str, Any]) -> QueryResult:
-    # NOTE: an embedded chdb:// folder can be opened by one process only, so this fallback fails
-    # while the consumers run on the same folder.
-    client = clickhouse_connect.get_client(dsn=settings.effective_clickhouse_dsn)
-    result = client.query(sql, parameters=parameters)
+    # NOTE: consumers.query.run_query takes no query parameters yet, so reports open ClickHouse
+    # themselves, and an embedded chdb:// folder held by running consumers cannot be opened.
+    dsn = settings.effective_clickhouse_dsn
+    if dsn.startswith("chdb://"):
+        # The embedded engine lives as long as the process, so its client is not closed here.
+        client = clickhouse_connect.get_client(dsn=dsn)
+        result = client.query(sql, parameters=parameters)
+    else:
+        client = clickhouse_connect.get_client(dsn=dsn, connect_timeout=10, send_receive_timeout=300)
+        try:
+            result = client.query(sql, parameters=parameters)
+        finally:
+            client.close()
     return QueryResult(list(result.column_names), [tuple(row) for row in result.result_rows])
 
 
@@ -189,7 +203,7 @@ ORDER BY bot_wxid, room_wxid, day
 
 @dataclass(frozen=True)
 class GrowthRow:
-    day: Any
+    day: dt.date
     room_wxid: str
     name: str
     joins: int
@@ -200,23 +214,28 @@ class GrowthRow:
 
 @dataclass(frozen=True)
 class ActivityRow:
-    day: Any
+    day: dt.date
     bot_wxid: str
     room_wxid: str
     messages: int
     distinct_senders: int
 
 
+def _as_date(value: Any) -> dt.date:
+    """A day as ClickHouse returns it: a date from the driver, or ISO text through a query endpoint."""
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
 def query_growth(settings: Settings, locale: str, bot: str, days: int) -> list[GrowthRow]:
     sql = ROOMS_SQL.format(database=_database(settings, locale))
     result = _query(settings, locale, sql, {"bot": bot, "days": days})
-    return [GrowthRow(*row) for row in result.rows]
+    return [GrowthRow(_as_date(day), *values) for day, *values in result.rows]
 
 
 def query_activity(settings: Settings, locale: str, bot: str, days: int) -> list[ActivityRow]:
     sql = ACTIVITY_SQL.format(database=_database(settings, locale))
     result = _query(settings, locale, sql, {"bot": bot, "days": days})
-    return [ActivityRow(*row) for row in result.rows]
+    return [ActivityRow(_as_date(day), *values) for day, *values in result.rows]
 
 
 # --- terminal tables ----------------------------------------------------------------------------

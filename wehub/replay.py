@@ -1,4 +1,4 @@
-"""`wehub replay`: send a recorded corpus of WeHub requests to a gateway in order and count the answers.
+"""`wehub replay`: send a recorded corpus of WeHub requests to a gateway in order and count the responses.
 
 A corpus is JSON lines of three kinds: `http` (a request body POSTed as UTF-8 JSON to the callback
 URL), `upload` (a multipart upload of one file to the upload URL) and `raw` (bytes POSTed as they
@@ -26,7 +26,7 @@ import httpx
 
 from wehub.i18n import Catalog
 
-# WeHub gives up on an answer after 30 s, so a slower answer counts as lost for the client too.
+# WeHub gives up on a response after 30 s, so a slower response is lost for the client too.
 WEHUB_TIMEOUT_S = 30.0
 MAX_REFUSALS_LISTED = 10
 KINDS = ("http", "upload", "raw")
@@ -71,11 +71,11 @@ MESSAGES = Catalog({
         "en": "not sent: {count} (the replay stopped when the gateway could not be reached)",
         "zh-CN": "未发送：{count}（无法连接网关，回放已停止）",
     },
-    "summary_answered": {
-        "en": "answered, by HTTP status and error_code:",
-        "zh-CN": "已应答（按 HTTP 状态码和 error_code）：",
+    "summary_responses": {
+        "en": "responses, by HTTP status and error_code:",
+        "zh-CN": "应答（按 HTTP 状态码和 error_code）：",
     },
-    "summary_answer_row": {
+    "summary_response_row": {
         "en": "  HTTP {status}, error_code {error_code}: {count}",
         "zh-CN": "  HTTP {status}，error_code {error_code}：{count}",
     },
@@ -84,7 +84,7 @@ MESSAGES = Catalog({
         "zh-CN": "（无）",
     },
     "error_code_not_json": {
-        "en": "(answer is not a JSON object)",
+        "en": "(response is not a JSON object)",
         "zh-CN": "（应答不是 JSON 对象）",
     },
     "summary_accepted": {
@@ -96,14 +96,14 @@ MESSAGES = Catalog({
         "zh-CN": "被拒（http 和上传）：{count}",
     },
     "summary_refusal_row": {
-        "en": "  line {line} ({kind} {label}): {answer}",
-        "zh-CN": "  第 {line} 行（{kind} {label}）：{answer}",
+        "en": "  line {line} ({kind} {label}): {response}",
+        "zh-CN": "  第 {line} 行（{kind} {label}）：{response}",
     },
     "summary_refusals_more": {
         "en": "  ... and {count} more",
         "zh-CN": "  ……另有 {count} 行",
     },
-    "answer_http": {
+    "response_http": {
         "en": "HTTP {status}, error_code {error_code} {error_reason}",
         "zh-CN": "HTTP {status}，error_code {error_code} {error_reason}",
     },
@@ -163,10 +163,10 @@ class Target:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one request got back: an HTTP answer, or a transport error."""
+    """The result of one request: an HTTP response or a transport error."""
 
     status: int | None = None
-    answer_is_json_object: bool = False
+    response_is_json_object: bool = False
     error_code: Any = None
     error_reason: str = ""
     transport_error: str = ""
@@ -174,9 +174,9 @@ class Outcome:
 
     @property
     def accepted(self) -> bool:
-        if self.status is None or not 200 <= self.status < 300 or not self.answer_is_json_object:
+        if self.status is None or not 200 <= self.status < 300 or not self.response_is_json_object:
             return False
-        # WeHub allows `{}` as the answer to an action the server ignores, so no error_code is success.
+        # WeHub allows `{}` as the response to an action the server ignores: no error_code is success.
         return self.error_code in (None, 0, "0")
 
 
@@ -196,7 +196,7 @@ class Summary:
     url: str
     lines: int
     sent_by_kind: Counter[str] = field(default_factory=Counter)
-    answered: Counter[tuple[int, str]] = field(default_factory=Counter)
+    responses: Counter[tuple[int, str]] = field(default_factory=Counter)
     accepted: int = 0
     refusals: list[Refusal] = field(default_factory=list)
     raw_refused: int = 0
@@ -218,7 +218,7 @@ class Summary:
         if outcome.status is None:
             self.transport_errors[outcome.transport_error] += 1
         else:
-            self.answered[(outcome.status, _error_code_key(outcome))] += 1
+            self.responses[(outcome.status, _error_code_key(outcome))] += 1
 
         if line.kind == "raw":
             if outcome.accepted:
@@ -242,9 +242,9 @@ class Summary:
             "sent": self.sent,
             "not_sent": self.not_sent,
             "sent_by_kind": {kind: self.sent_by_kind[kind] for kind in KINDS},
-            "answered": [
+            "responses": [
                 {"status": status, "error_code": code, "count": count}
-                for (status, code), count in sorted(self.answered.items())
+                for (status, code), count in sorted(self.responses.items())
             ],
             "accepted": self.accepted,
             "refused": len(self.refusals),
@@ -271,14 +271,14 @@ class Summary:
         }
 
 
-# Answers are keyed by their error_code as text, since servers send it as a number or a string;
-# these two keys stand for answers without one.
+# Responses are keyed by their error_code as text because servers send it as a number or a string.
+# These two keys are for responses without one.
 ERROR_CODE_MISSING = "-"
 ERROR_CODE_NOT_JSON = "not-json"
 
 
 def _error_code_key(outcome: Outcome) -> str:
-    if not outcome.answer_is_json_object:
+    if not outcome.response_is_json_object:
         return ERROR_CODE_NOT_JSON
     if outcome.error_code is None:
         return ERROR_CODE_MISSING
@@ -424,7 +424,7 @@ class Pacer:
 
 
 def upload_url_for(upload_url: str, appid: str, bot: str) -> str:
-    """Add `appid` and `wxid` query parameters the upload URL lacks, so the gateway knows the uploader."""
+    """Add the `appid` and `wxid` query parameters the upload URL lacks, which name the uploading bot."""
     url = httpx.URL(upload_url)
     params = url.params
     if "appid" not in params and appid:
@@ -435,7 +435,7 @@ def upload_url_for(upload_url: str, appid: str, bot: str) -> str:
 
 
 async def send_line(client: httpx.AsyncClient, line: CorpusLine, target: Target, corpus: Corpus) -> Outcome:
-    """POST one line and classify the answer; transport failures become an Outcome, never an exception."""
+    """POST one line and classify the response; a transport failure becomes an Outcome, never an exception."""
     try:
         async with asyncio.timeout(target.timeout_s):
             response = await _post(client, line, target, corpus)
@@ -445,7 +445,7 @@ async def send_line(client: httpx.AsyncClient, line: CorpusLine, target: Target,
         return Outcome(transport_error="timeout")
     except httpx.TransportError as error:
         return Outcome(transport_error=type(error).__name__)
-    return classify_answer(response.status_code, response.content)
+    return classify_response(response.status_code, response.content)
 
 
 async def _post(
@@ -458,18 +458,18 @@ async def _post(
     return await client.post(target.url, content=line.body, headers={"content-type": line.content_type})
 
 
-def classify_answer(status: int, content: bytes) -> Outcome:
+def classify_response(status: int, content: bytes) -> Outcome:
     try:
-        answer = json.loads(content)
+        document = json.loads(content)
     except (ValueError, UnicodeDecodeError):
         return Outcome(status=status)
-    if not isinstance(answer, dict):
+    if not isinstance(document, dict):
         return Outcome(status=status)
-    reason = answer.get("error_reason")
+    reason = document.get("error_reason")
     return Outcome(
         status=status,
-        answer_is_json_object=True,
-        error_code=answer.get("error_code"),
+        response_is_json_object=True,
+        error_code=document.get("error_code"),
         error_reason=reason if isinstance(reason, str) else "",
     )
 
@@ -565,17 +565,17 @@ def render_summary(summary: Summary, locale: str) -> str:
     if summary.not_sent:
         out.append(message("summary_not_sent", count=summary.not_sent))
 
-    if summary.answered:
-        out.append(message("summary_answered"))
-        for (status, code), count in sorted(summary.answered.items()):
-            out.append(message("summary_answer_row", status=status, error_code=_shown_code(code, locale),
+    if summary.responses:
+        out.append(message("summary_responses"))
+        for (status, code), count in sorted(summary.responses.items()):
+            out.append(message("summary_response_row", status=status, error_code=_shown_code(code, locale),
                                count=count))
 
     out.append(message("summary_accepted", count=summary.accepted))
     out.append(message("summary_refused", count=len(summary.refusals)))
     for refusal in summary.refusals[:MAX_REFUSALS_LISTED]:
         out.append(message("summary_refusal_row", line=refusal.line, kind=refusal.kind, label=refusal.label,
-                           answer=_shown_answer(refusal.outcome, locale)))
+                           response=_shown_response(refusal.outcome, locale)))
     if len(summary.refusals) > MAX_REFUSALS_LISTED:
         out.append(message("summary_refusals_more", count=len(summary.refusals) - MAX_REFUSALS_LISTED))
 
@@ -598,11 +598,11 @@ def _shown_code(code: str, locale: str) -> str:
     return code
 
 
-def _shown_answer(outcome: Outcome, locale: str) -> str:
+def _shown_response(outcome: Outcome, locale: str) -> str:
     if outcome.status is None:
         return outcome.transport_error
     code = _shown_code(_error_code_key(outcome), locale)
-    return MESSAGES.render("answer_http", locale, status=outcome.status, error_code=code,
+    return MESSAGES.render("response_http", locale, status=outcome.status, error_code=code,
                            error_reason=outcome.error_reason).rstrip()
 
 
@@ -632,22 +632,23 @@ def _positive_integer(text: str) -> int:
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "replay",
-        help="send a recorded corpus of WeHub requests to a gateway and count the answers",
+        help="send a recorded corpus of WeHub requests to a gateway and count the responses",
         description="Send a corpus (JSON lines of kind http, upload or raw) to a gateway, each bot's lines "
-                    "in file order, and print how they were answered. Exits with 1 when an http or upload "
+                    "in file order, and print how the gateway responded. Exits with 1 when an http or upload "
                     "line was not accepted (non-2xx or non-zero error_code); raw lines are expected to be "
                     "rejected and only counted.",
     )
     parser.add_argument("file", type=Path, metavar="FILE", help="corpus file, one JSON request a line")
     parser.add_argument("--url", required=True, help="callback URL, e.g. http://127.0.0.1:8700/wehub")
-    parser.add_argument("--upload-url", help="upload URL; default: the callback URL followed by /upload")
+    parser.add_argument("--upload-url", help="upload URL (default: the callback URL followed by /upload); "
+                                             "give it when the callback URL ends in a url_token")
     parser.add_argument("--rate", type=_positive_number, help="requests per second over all connections "
-                                                              "(default: as fast as answers come)")
+                                                              "(default: as fast as responses come)")
     parser.add_argument("--concurrency", type=_positive_integer, default=1,
                         help="number of connections; bots are spread over them and each bot's lines "
                              "stay in order (default 1)")
     parser.add_argument("--timeout", type=_positive_number, default=WEHUB_TIMEOUT_S,
-                        help="seconds to wait for each answer (default 30, as WeHub waits)")
+                        help="seconds to wait for each response (default 30, as WeHub waits)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.set_defaults(handler=run)
 

@@ -112,7 +112,7 @@ def run_query(settings: Settings, sql: str, parameters: dict[str, Any]) -> Query
     """Run one SELECT with server-side parameters ({name:Type} in `sql`); blocks.
 
     Uses the consumers' `run_query` once it takes parameters, because that one also reaches the
-    embedded ClickHouse while the consumer process holds its folder.
+    embedded ClickHouse while the consumer process has its folder open.
     """
     try:
         query_module = importlib.import_module("consumers.query")
@@ -145,7 +145,7 @@ def _run_query_directly(settings: Settings, sql: str, parameters: dict[str, Any]
 
 
 def _database(settings: Settings, locale: str) -> str:
-    """The database name, checked because it is the one value written into the SQL text."""
+    """Return the database name after checking it, because it is the one value written into the SQL text."""
     name = str(settings.clickhouse_database)
     if not _IDENTIFIER.fullmatch(name):
         raise ReportError(MESSAGES.render("invalid_database", locale, database=name))
@@ -396,7 +396,7 @@ def plot_activity(rows: Sequence[ActivityRow], title: str, locale: str, path: Pa
     figure, (top, bottom) = pyplot.subplots(2, 1, figsize=(10, 7), sharex=True)
     try:
         for room in _largest(totals):
-            room_rows = _summed_over_bots(by_room[room])
+            room_rows = _one_row_per_day(by_room[room])
             days = [row.day for row in room_rows]
             top.plot(days, [row.messages for row in room_rows], marker="o", label=room)
             bottom.plot(days, [row.distinct_senders for row in room_rows], marker="o", label=room)
@@ -415,11 +415,10 @@ def plot_activity(rows: Sequence[ActivityRow], title: str, locale: str, path: Pa
         pyplot.close(figure)
 
 
-def _summed_over_bots(rows: Sequence[ActivityRow]) -> list[ActivityRow]:
-    """One row per day of a room that several bots are in.
+def _one_row_per_day(rows: Sequence[ActivityRow]) -> list[ActivityRow]:
+    """Keep one row per day of a room that several bots are in: the bot that recorded the most messages.
 
-    Messages are the most any one bot recorded, since every bot in a room receives the same
-    messages, and so are senders.
+    Every bot in a room receives the same messages, so adding up the bots' rows would count them twice.
     """
     by_day: dict[Any, ActivityRow] = {}
     for row in rows:

@@ -1,4 +1,4 @@
-"""`wehub replay` against a small Starlette app on loopback that answers like a WeHub callback server."""
+"""`wehub replay` against a small Starlette app on loopback that responds like a WeHub callback server."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def refusal(error_code: int, reason: str) -> Response:
 
 
 def wehub_like_app(received: Received) -> Starlette:
-    """Answers as a WeHub callback server would: common_ack, a login_ack refusal, 400 for bad bodies."""
+    """Respond as a WeHub callback server would: common_ack, a login_ack refusal, 400 for bad bodies."""
 
     async def callback(request: Request) -> Response:
         raw = await request.body()
@@ -58,7 +58,7 @@ def wehub_like_app(received: Received) -> Starlette:
         assert request.client is not None
         received.client_ports.add(request.client.port)
         sequence = body.get("data", {}).get("seq", 0)
-        # Answers take different times, so requests of different connections overtake each other.
+        # Responses take different times, so requests of different connections overtake each other.
         await asyncio.sleep(0.001 * (sequence % 4))
 
         if body["action"] == SLOW_ACTION:
@@ -166,7 +166,7 @@ def test_replay_without_concurrency_sends_file_order(server, tmp_path, capsys):
     assert len(received.client_ports) == 1
 
 
-def test_summary_counts_answers_by_status_and_error_code(server, tmp_path, capsys):
+def test_summary_counts_responses_by_error_code(server, tmp_path, capsys):
     url, _ = server
     lines = [
         http_line("bot_a", "login", 0),
@@ -184,7 +184,7 @@ def test_summary_counts_answers_by_status_and_error_code(server, tmp_path, capsy
     assert summary["sent_by_kind"] == {"http": 3, "upload": 0, "raw": 2}
     assert summary["accepted"] == 3
     assert summary["refused"] == 0
-    assert summary["answered"] == [
+    assert summary["responses"] == [
         {"status": 200, "error_code": "-", "count": 1},
         {"status": 200, "error_code": "0", "count": 2},
         {"status": 400, "error_code": "1001", "count": 1},
@@ -227,7 +227,7 @@ def test_raw_line_accepted_is_listed_but_not_fatal(server, tmp_path, capsys):
     assert summary["raw"] == {"sent": 1, "refused": 0, "accepted_lines": [1]}
 
 
-def test_upload_line_is_multipart_with_bot_and_appid_in_url(server, tmp_path, capsys):
+def test_upload_is_multipart_naming_bot_and_appid(server, tmp_path, capsys):
     url, received = server
     data = bytes(range(256)) * 40
     lines = [http_line("bot_b", "login", 0), upload_line("bot_b", "index-1", data)]
@@ -285,7 +285,7 @@ def test_unreachable_url_is_reported_and_stops_the_replay(tmp_path, capsys):
     assert "wehub gateway" in err
 
 
-def test_answer_slower_than_timeout_is_a_transport_error(server, tmp_path, capsys):
+def test_response_slower_than_timeout_is_transport_error(server, tmp_path, capsys):
     url, _ = server
     lines = [http_line("bot_a", SLOW_ACTION, 0), http_line("bot_a", "report_new_msg", 1)]
     corpus = write_corpus(tmp_path / "corpus.jsonl", lines)
@@ -415,7 +415,7 @@ def test_pacer_without_rate_never_waits():
     assert [pacer.delay() for _ in range(3)] == [0.0, 0.0, 0.0]
 
 
-ACCEPTED = Outcome(status=200, answer_is_json_object=True, error_code=0)
+ACCEPTED = Outcome(status=200, response_is_json_object=True, error_code=0)
 
 
 class FakeTerminal(io.StringIO):
@@ -423,7 +423,7 @@ class FakeTerminal(io.StringIO):
         return True
 
 
-def test_progress_is_silent_when_stderr_is_not_a_terminal():
+def test_progress_silent_without_terminal():
     stream = io.StringIO()
     progress = Progress(total=3, locale="en", stream=stream)
     summary = Summary(path="c.jsonl", url="http://127.0.0.1:1/wehub", lines=3)

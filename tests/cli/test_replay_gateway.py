@@ -60,4 +60,4 @@ def test_bad_inputs_are_all_rejected_without_5xx(
     assert status == 0
     assert summary["raw"] == {"sent": len(bad_lines) + 1, "refused": len(bad_lines) + 1, "accepted_lines": []}
     assert summary["transport_errors"] == {}
-    assert [answer for answer in summary["answered"] if answer["status"] >= 500] == []
+    assert [response for response in summary["responses"] if response["status"] >= 500] == []

@@ -235,7 +235,7 @@ def test_missing_database_is_reported_with_its_name(clickhouse_dsn, capsys, monk
     assert "WEHUB_CLICKHOUSE_DATABASE" in err
 
 
-def test_database_name_that_is_not_an_identifier_is_rejected(clickhouse_dsn, capsys, monkeypatch):
+def test_database_name_not_identifier_rejected(clickhouse_dsn, capsys, monkeypatch):
     monkeypatch.setenv("WEHUB_CLICKHOUSE_DSN", clickhouse_dsn)
     monkeypatch.setenv("WEHUB_CLICKHOUSE_DATABASE", "wehub; DROP TABLE x")
     monkeypatch.setenv("WEHUB_LOCALE", "en")

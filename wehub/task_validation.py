@@ -28,11 +28,11 @@ CATALOG = Catalog({
     },
     "missing_field": {
         "en": "field {field} is missing: expected {expected}",
-        "zh-CN": "缺少字段 {field}：应为 {expected}",
+        "zh-CN": "缺少字段 {field}：应为{expected}",
     },
     "invalid_field": {
         "en": "field {field}: {value} is invalid, expected {expected}",
-        "zh-CN": "字段 {field} 的值 {value} 无效：应为 {expected}",
+        "zh-CN": "字段 {field} 的值 {value} 无效：应为{expected}",
     },
     "unknown_field": {
         "en": "field {field} is not part of task_type {task_type}: expected only {expected}",

@@ -115,6 +115,10 @@ MESSAGES = Catalog({
         "en": "raw lines accepted although they should be rejected: lines {lines}",
         "zh-CN": "本应被拒却被接受的 raw 行：第 {lines} 行",
     },
+    "summary_raw_server_error": {
+        "en": "raw lines that got a server error (5xx) instead of a rejection: lines {lines}",
+        "zh-CN": "收到服务器错误（5xx）而不是拒绝的 raw 行：第 {lines} 行",
+    },
     "summary_transport": {
         "en": "transport errors: {count}",
         "zh-CN": "传输错误：{count}",
@@ -201,6 +205,7 @@ class Summary:
     refusals: list[Refusal] = field(default_factory=list)
     raw_refused: int = 0
     raw_accepted_lines: list[int] = field(default_factory=list)
+    raw_server_error_lines: list[int] = field(default_factory=list)
     transport_errors: Counter[str] = field(default_factory=Counter)
     unreachable: str = ""
     unreachable_url: str = ""
@@ -223,6 +228,9 @@ class Summary:
         if line.kind == "raw":
             if outcome.accepted:
                 self.raw_accepted_lines.append(line.number)
+            elif outcome.status is not None and outcome.status >= 500:
+                # A gateway must reject bad input with a 4xx that says why; a 5xx is its own failure.
+                self.raw_server_error_lines.append(line.number)
             elif outcome.status is not None:
                 self.raw_refused += 1
             return
@@ -264,6 +272,7 @@ class Summary:
                 "sent": self.sent_by_kind["raw"],
                 "refused": self.raw_refused,
                 "accepted_lines": self.raw_accepted_lines,
+                "server_error_lines": self.raw_server_error_lines,
             },
             "transport_errors": dict(self.transport_errors),
             "unreachable": self.unreachable or None,
@@ -583,6 +592,9 @@ def render_summary(summary: Summary, locale: str) -> str:
         out.append(message("summary_raw", refused=summary.raw_refused, sent=summary.sent_by_kind["raw"]))
     if summary.raw_accepted_lines:
         out.append(message("summary_raw_accepted", lines=", ".join(map(str, summary.raw_accepted_lines))))
+    if summary.raw_server_error_lines:
+        lines = ", ".join(map(str, summary.raw_server_error_lines))
+        out.append(message("summary_raw_server_error", lines=lines))
 
     out.append(message("summary_transport", count=sum(summary.transport_errors.values())))
     for error, count in sorted(summary.transport_errors.items()):

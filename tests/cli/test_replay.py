@@ -61,6 +61,8 @@ def wehub_like_app(received: Received) -> Starlette:
         # Responses take different times, so requests of different connections overtake each other.
         await asyncio.sleep(0.001 * (sequence % 4))
 
+        if body["action"] == "crash":
+            return Response("Internal Server Error", status_code=500)
         if body["action"] == SLOW_ACTION:
             await asyncio.sleep(3)
         if body["action"] == "login" and body.get("wxid") not in WHITELIST:
@@ -190,7 +192,7 @@ def test_summary_counts_responses_by_error_code(server, tmp_path, capsys):
         {"status": 400, "error_code": "1001", "count": 1},
         {"status": 400, "error_code": "1002", "count": 1},
     ]
-    assert summary["raw"] == {"sent": 2, "refused": 2, "accepted_lines": []}
+    assert summary["raw"] == {"sent": 2, "refused": 2, "accepted_lines": [], "server_error_lines": []}
     assert summary["transport_errors"] == {}
 
 
@@ -224,7 +226,7 @@ def test_raw_line_accepted_is_listed_but_not_fatal(server, tmp_path, capsys):
     status, summary, _ = run_replay(capsys, str(corpus), "--url", url)
 
     assert status == 0
-    assert summary["raw"] == {"sent": 1, "refused": 0, "accepted_lines": [1]}
+    assert summary["raw"] == {"sent": 1, "refused": 0, "accepted_lines": [1], "server_error_lines": []}
 
 
 def test_upload_is_multipart_naming_bot_and_appid(server, tmp_path, capsys):
@@ -267,6 +269,19 @@ def test_replay_with_rate_sends_everything_in_order(server, tmp_path, capsys):
     assert summary["accepted"] == 8
     for bot in ("bot_a", "bot_b"):
         assert [body["data"]["seq"] for body in received.callbacks if body["wxid"] == bot] == [0, 1, 2, 3]
+
+
+def test_raw_line_with_server_error_is_listed_apart(server, tmp_path, capsys):
+    url, _ = server
+    lines = [raw_line("crashes_the_server", b'{"action": "crash"}'), raw_line("not_json", b"{")]
+    corpus = write_corpus(tmp_path / "corpus.jsonl", lines)
+
+    status = cli.main(["replay", str(corpus), "--url", url])
+
+    out, _ = capsys.readouterr()
+    assert status == 0
+    assert "raw lines refused as expected: 1 of 2" in out
+    assert "raw lines that got a server error (5xx) instead of a rejection: lines 1" in out
 
 
 # --- transport failures -------------------------------------------------------------------------

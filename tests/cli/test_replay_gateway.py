@@ -58,6 +58,7 @@ def test_bad_inputs_are_all_rejected_without_5xx(
         status, summary = run_replay(capsys, str(corpus), "--url", base_url + "/wehub")
 
     assert status == 0
-    assert summary["raw"] == {"sent": len(bad_lines) + 1, "refused": len(bad_lines) + 1, "accepted_lines": []}
+    assert summary["raw"] == {"sent": len(bad_lines) + 1, "refused": len(bad_lines) + 1, "accepted_lines": [],
+                              "server_error_lines": []}
     assert summary["transport_errors"] == {}
     assert [response for response in summary["responses"] if response["status"] >= 500] == []

@@ -59,6 +59,9 @@ ALL_CODES: tuple[ErrorCode, ...] = (
     INTERNAL_ERROR,
 )
 
+# Refusals whose request is not lost: WeHub sends it again, or it is already in Kafka.
+NOT_DEAD_LETTERED = frozenset({KAFKA_UNAVAILABLE, OVERLOADED, TASK_SOURCE_FAILED})
+
 
 class Refusal(Exception):
     """A request the gateway answers with a non-zero error_code.

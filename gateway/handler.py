@@ -398,7 +398,7 @@ class CallbackHandler:
                 "body_bytes": request.body_bytes,
             },
         )
-        if code not in (errors.KAFKA_UNAVAILABLE, errors.OVERLOADED):
+        if code not in errors.NOT_DEAD_LETTERED:
             await self._dead_letter(request, code, CATALOG.render(code.name, "en", **params), status)
         return Answer(
             status, {"error_code": code.number, "error_reason": reason, "ack_type": refusal.ack_type}

@@ -647,19 +647,20 @@ def add_parser(subparsers: Any) -> None:
         help="send a recorded corpus of WeHub requests to a gateway and count the responses",
         description="Send a corpus (JSON lines of kind http, upload or raw) to a gateway, each bot's lines "
                     "in file order, and print how the gateway responded. Exits with 1 when an http or upload "
-                    "line was not accepted (non-2xx or non-zero error_code); raw lines are expected to be "
-                    "rejected and only counted.",
+                    "line was not accepted (non-2xx or non-zero error_code) or not sent, and with 2 when "
+                    "the arguments or the corpus are invalid; raw lines are expected to be rejected and "
+                    "only counted.",
     )
     parser.add_argument("file", type=Path, metavar="FILE", help="corpus file, one JSON request a line")
     parser.add_argument("--url", required=True, help="callback URL, e.g. http://127.0.0.1:8700/wehub")
     parser.add_argument("--upload-url", help="upload URL (default: the callback URL followed by /upload); "
                                              "give it when the callback URL ends in a url_token")
-    parser.add_argument("--rate", type=_positive_number, help="requests per second over all connections "
-                                                              "(default: as fast as responses come)")
-    parser.add_argument("--concurrency", type=_positive_integer, default=1,
+    parser.add_argument("--rate", type=_positive_number, metavar="N",
+                        help="requests per second over all connections (default: as fast as responses come)")
+    parser.add_argument("--concurrency", type=_positive_integer, default=1, metavar="N",
                         help="number of connections; bots are spread over them and each bot's lines "
                              "stay in order (default 1)")
-    parser.add_argument("--timeout", type=_positive_number, default=WEHUB_TIMEOUT_S,
+    parser.add_argument("--timeout", type=_positive_number, default=WEHUB_TIMEOUT_S, metavar="S",
                         help="seconds to wait for each response (default 30, as WeHub waits)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.set_defaults(handler=run)

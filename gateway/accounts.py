@@ -5,8 +5,13 @@
     secret = "..."
     wxids = ["wxid_...", "..."]     # the bots allowed to log in (billing is per wxid)
     url_token = "..."               # optional: required as ?token= or /wehub/<token>
+    websocket = true                # optional: login_ack switches every bot of the app to websocket mode
+    websocket_wxids = ["wxid_..."]  # optional: only these bots (for a gradual switch)
+    ws_urls = ["ws://host:port/wehub/ws"]  # optional: default <WEHUB_PUBLIC_URL>/wehub/ws; each bot
+                                    # always gets the same one of the list (a hash of its wxid)
+    heartbeat_interval = 30         # optional: seconds, default WEHUB_WS_HEARTBEAT_INTERVAL_S
 
-Keys this module does not know (such as a `websocket` table) are left to their owners.
+Keys this module does not know are left to their owners.
 """
 
 from __future__ import annotations
@@ -30,6 +35,22 @@ class AccountsError(ValueError):
 
 
 @dataclass(frozen=True)
+class WebsocketOptions:
+    """Which bots of an app get websocket mode, where they connect and how often they beat.
+
+    `wxids` None means every bot of the app; empty `ws_urls` and None `heartbeat_interval_s`
+    mean the gateway's defaults.
+    """
+
+    wxids: frozenset[str] | None
+    ws_urls: tuple[str, ...]
+    heartbeat_interval_s: int | None
+
+    def covers(self, wxid: str) -> bool:
+        return self.wxids is None or wxid in self.wxids
+
+
+@dataclass(frozen=True)
 class App:
     """One appid: its secret, whitelist and optional URL token; `raw` keeps the whole table."""
 
@@ -38,6 +59,7 @@ class App:
     wxids: frozenset[str]
     url_token: str | None
     raw: Mapping[str, Any]
+    websocket: WebsocketOptions | None = None
 
 
 def _text(table: Mapping[str, Any], key: str, where: str, required: bool = True) -> str | None:
@@ -47,6 +69,33 @@ def _text(table: Mapping[str, Any], key: str, where: str, required: bool = True)
     if not isinstance(value, str) or not value:
         raise AccountsError(f"{where}: {key} must be a non-empty string")
     return value
+
+
+def _strings(table: Mapping[str, Any], key: str, where: str) -> list[str] | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise AccountsError(f"{where}: {key} must be an array of non-empty strings")
+    return value
+
+
+def parse_websocket(table: Mapping[str, Any], where: str) -> WebsocketOptions | None:
+    """The websocket keys of one `[[app]]` table; None when websocket mode is off for every bot."""
+    enabled = table.get("websocket", False)
+    if not isinstance(enabled, bool):
+        raise AccountsError(f"{where}: websocket must be true or false")
+    wxids = _strings(table, "websocket_wxids", where)
+    urls = _strings(table, "ws_urls", where) or []
+    for url in urls:
+        if not url.startswith(("ws://", "wss://")):
+            raise AccountsError(f"{where}: ws_urls entry {url!r} must start with ws:// or wss://")
+    interval = table.get("heartbeat_interval")
+    if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int) or interval < 1):
+        raise AccountsError(f"{where}: heartbeat_interval must be a whole number of seconds, at least 1")
+    if not enabled and not wxids:
+        return None
+    return WebsocketOptions(None if enabled else frozenset(wxids or ()), tuple(urls), interval)
 
 
 def parse_apps(document: Mapping[str, Any], source: str) -> dict[str, App]:
@@ -68,7 +117,7 @@ def parse_apps(document: Mapping[str, Any], source: str) -> dict[str, App]:
         if appid in apps:
             raise AccountsError(f"{where}: appid {appid!r} appears twice")
         url_token = _text(table, "url_token", where, required=False)
-        apps[appid] = App(appid, secret, frozenset(wxids), url_token, table)
+        apps[appid] = App(appid, secret, frozenset(wxids), url_token, table, parse_websocket(table, where))
     return apps
 
 

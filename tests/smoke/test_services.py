@@ -17,6 +17,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from tests import services
 
 TIMEOUT_S = 30
+# Kafka error code of a topic the broker has not learned about yet (a metadata race after create).
+UNKNOWN_TOPIC_OR_PARTITION = 3
 
 
 @pytest.fixture
@@ -78,17 +80,27 @@ async def _first_record(consumer: AIOKafkaConsumer) -> Any:
 async def test_compacted_topic_config_reads_back(kafka_admin: AIOKafkaAdminClient) -> None:
     topic = await _create_topic(kafka_admin, {"cleanup.policy": "compact"})
     try:
-        resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs={"cleanup.policy": None})
-        responses = await asyncio.wait_for(kafka_admin.describe_configs([resource]), TIMEOUT_S)
+        error_code, name, entries = await _describe_topic_config(kafka_admin, topic, "cleanup.policy")
     finally:
         await asyncio.wait_for(kafka_admin.delete_topics([topic]), TIMEOUT_S)
 
-    # DescribeConfigsResponse: resources of (error_code, error_message, type, name, config_entries),
-    # each entry starting with (name, value, ...).
-    error_code, _, _, name, entries = responses[0].resources[0]
     assert error_code == 0
     assert name == topic
     assert {entry[0]: entry[1] for entry in entries}["cleanup.policy"] == "compact"
+
+
+async def _describe_topic_config(admin: AIOKafkaAdminClient, topic: str, key: str) -> tuple[int, str, Any]:
+    """Describe one config of a topic, retrying while the broker does not know the new topic yet."""
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs={key: None})
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        responses = await asyncio.wait_for(admin.describe_configs([resource]), TIMEOUT_S)
+        # DescribeConfigsResponse: resources of (error_code, error_message, type, name, config_entries),
+        # each entry starting with (name, value, ...).
+        error_code, _, _, name, entries = responses[0].resources[0]
+        if error_code != UNKNOWN_TOPIC_OR_PARTITION or time.monotonic() > deadline:
+            return error_code, name, entries
+        await asyncio.sleep(0.2)
 
 
 @pytest.mark.services

@@ -11,6 +11,9 @@
                                     # always gets the same one of the list (a hash of its wxid)
     heartbeat_interval = 30         # optional: seconds, default WEHUB_WS_HEARTBEAT_INTERVAL_S
 
+The websocket keys may also sit in an `[app.websocket]` table as `enabled`, `wxids`, `ws_urls`
+and `heartbeat_interval`.
+
 Keys this module does not know are left to their owners.
 """
 
@@ -81,21 +84,36 @@ def _strings(table: Mapping[str, Any], key: str, where: str) -> list[str] | None
 
 
 def parse_websocket(table: Mapping[str, Any], where: str) -> WebsocketOptions | None:
-    """The websocket keys of one `[[app]]` table; None when websocket mode is off for every bot."""
-    enabled = table.get("websocket", False)
+    """The websocket keys of one `[[app]]` table; None when websocket mode is off for every bot.
+
+    The keys sit in the app table (`websocket = true`, `websocket_wxids`, `ws_urls`,
+    `heartbeat_interval`) or in an `[app.websocket]` table (`enabled`, `wxids`, `ws_urls`,
+    `heartbeat_interval`).
+    """
+    section = table.get("websocket", False)
+    keys: Mapping[str, Any]
+    if isinstance(section, dict):
+        enabled = section.get("enabled", True)
+        keys, wxids_key, where = section, "wxids", f"{where} [app.websocket]"
+    else:
+        enabled = section
+        keys, wxids_key = table, "websocket_wxids"
     if not isinstance(enabled, bool):
-        raise AccountsError(f"{where}: websocket must be true or false")
-    wxids = _strings(table, "websocket_wxids", where)
-    urls = _strings(table, "ws_urls", where) or []
+        raise AccountsError(f"{where}: websocket must be true, false or a table")
+    wxids = _strings(keys, wxids_key, where)
+    urls = _strings(keys, "ws_urls", where) or []
     for url in urls:
         if not url.startswith(("ws://", "wss://")):
             raise AccountsError(f"{where}: ws_urls entry {url!r} must start with ws:// or wss://")
-    interval = table.get("heartbeat_interval")
+    interval = keys.get("heartbeat_interval")
     if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int) or interval < 1):
         raise AccountsError(f"{where}: heartbeat_interval must be a whole number of seconds, at least 1")
-    if not enabled and not wxids:
+    if isinstance(section, dict) and not enabled:
         return None
-    return WebsocketOptions(None if enabled else frozenset(wxids or ()), tuple(urls), interval)
+    if wxids is not None:
+        # A list of bots is the gradual switch: only they get websocket mode.
+        return WebsocketOptions(frozenset(wxids), tuple(urls), interval)
+    return WebsocketOptions(None, tuple(urls), interval) if enabled else None
 
 
 def parse_apps(document: Mapping[str, Any], source: str) -> dict[str, App]:

@@ -25,6 +25,7 @@ import contextlib
 import heapq
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 
@@ -96,6 +97,8 @@ class KafkaTaskSource:
         self._claiming: dict[str, asyncio.Task[bool]] = {}
         # (deadline_ms, kind, task_id): result timeouts, claim releases and lost claims to check.
         self._deadlines: list[tuple[int, str, str]] = []
+        # Called with each task added to the view; the websocket transport pushes it to a connected bot.
+        self.task_listeners: list[Callable[[PendingTask], None]] = []
 
     # Lifecycle.
 
@@ -210,7 +213,7 @@ class KafkaTaskSource:
         except TaskInvalid as error:
             log.warning("task %s skipped, it is invalid at %s (%s)", record["task_id"], error.field, error.code)
             return
-        self.board.add_task(PendingTask(
+        task = PendingTask(
             task_id=record["task_id"],
             appid=record["appid"],
             bot_wxid=record["bot_wxid"],
@@ -219,7 +222,10 @@ class KafkaTaskSource:
             created_at=_millis(record["created_at"]) or 0,
             not_before=_millis(record.get("not_before")),
             expires_at=_millis(record.get("expires_at")),
-        ))
+        )
+        self.board.add_task(task)
+        for listener in self.task_listeners:
+            listener(task)
 
     def _apply_status(self, value: bytes | None) -> None:
         if value is None:

@@ -88,6 +88,12 @@ MESSAGES = Catalog({
         "zh-CN": "查询 ClickHouse（{where}，数据库 {database}）失败：{error}。"
                  "请检查 WEHUB_CLICKHOUSE_DSN 和 WEHUB_CLICKHOUSE_DATABASE，并确认消费者已建表。",
     },
+    "embedded_in_use": {
+        "en": "the embedded ClickHouse in {path} is open in another process, most likely a running "
+              "`wehub consume`: stop it and run the report again",
+        "zh-CN": "内嵌 ClickHouse 目录 {path} 已被另一个进程打开（多半是正在运行的 `wehub consume`）："
+                 "请先停止它，再运行报表",
+    },
     "invalid_database": {
         "en": "WEHUB_CLICKHOUSE_DATABASE={database!r} is invalid: expected letters, digits and _ only",
         "zh-CN": "WEHUB_CLICKHOUSE_DATABASE={database!r} 无效：只能包含字母、数字和 _",
@@ -164,12 +170,15 @@ def _query(settings: Settings, locale: str, sql: str, parameters: dict[str, Any]
     try:
         return run_query(settings, sql, parameters)
     except Exception as error:  # every driver failure becomes one message for the user
-        database = settings.clickhouse_database
-        where = _dsn_for_messages(settings.effective_clickhouse_dsn)
+        dsn = settings.effective_clickhouse_dsn
+        if dsn.startswith("chdb://") and "EmbeddedServer" in str(error):
+            folder = dsn[len("chdb://"):]
+            raise ReportError(MESSAGES.render("embedded_in_use", locale, path=folder)) from error
+
         detail = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-        raise ReportError(
-            MESSAGES.render("query_failed", locale, where=where, database=database, error=detail)
-        ) from error
+        message = MESSAGES.render("query_failed", locale, where=_dsn_for_messages(dsn),
+                                  database=settings.clickhouse_database, error=detail)
+        raise ReportError(message) from error
 
 
 # The window ends on the latest day with data rather than today, so a report of a replayed or
@@ -241,9 +250,25 @@ def query_activity(settings: Settings, locale: str, bot: str, days: int) -> list
 # --- terminal tables ----------------------------------------------------------------------------
 
 
+ZERO_WIDTH_JOINER = "\u200d"
+
+
 def display_width(text: str) -> int:
-    """Columns `text` takes in a terminal: wide (CJK) characters take two."""
-    return sum(2 if unicodedata.east_asian_width(char) in ("W", "F") else 1 for char in text)
+    """Count the terminal columns of `text`: wide (CJK, emoji) characters take two, marks take none.
+
+    A character joined to the previous one by U+200D (as in family emoji) draws inside it.
+    """
+    width = 0
+    joined = False
+    for char in text:
+        if char == ZERO_WIDTH_JOINER:
+            joined = True
+            continue
+        if joined or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+            joined = False
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[bool]) -> str:
@@ -319,7 +344,11 @@ def _format_day_axes(axes: Sequence[Any], days: Sequence[Any]) -> None:
     """Label the x axis with whole days and the y axes with whole numbers, since every figure is a count."""
     from matplotlib import dates, ticker  # noqa: PLC0415 - loaded with pyplot, see _pyplot
 
-    span_days = (max(days) - min(days)).days if days else 0
+    if not days:
+        return
+    span_days = (max(days) - min(days)).days
+    # A day of margin on each side keeps the bars of the first and last day inside the plot.
+    axes[0].set_xlim(min(days) - dt.timedelta(days=1), max(days) + dt.timedelta(days=1))
     for axis in axes:
         axis.xaxis.set_major_locator(dates.DayLocator(interval=max(1, span_days // 10)))  # type: ignore[no-untyped-call]
         axis.xaxis.set_major_formatter(dates.DateFormatter("%Y-%m-%d"))  # type: ignore[no-untyped-call]

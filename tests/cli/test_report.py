@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -246,12 +249,47 @@ def test_database_name_not_identifier_rejected(clickhouse_dsn, capsys, monkeypat
     assert "WEHUB_CLICKHOUSE_DATABASE='wehub; DROP TABLE x' is invalid" in err
 
 
+def test_embedded_folder_open_elsewhere_is_explained(tmp_path):
+    folder = tmp_path / "held"
+    script = (
+        "import time, clickhouse_connect\n"
+        f"client = clickhouse_connect.get_client(dsn='chdb://{folder}')\n"
+        "client.command('CREATE DATABASE held')\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "ready"
+            environment = {**os.environ, "WEHUB_CLICKHOUSE_DSN": f"chdb://{folder}", "WEHUB_LOCALE": "en"}
+            finished = subprocess.run(
+                [sys.executable, "-m", "wehub.cli", "report", "activity"],
+                env=environment, capture_output=True, text=True, timeout=120, check=False,
+            )
+        finally:
+            holder.kill()
+
+    assert finished.returncode == 1
+    assert f"the embedded ClickHouse in {folder} is open in another process" in finished.stderr
+    assert "wehub consume" in finished.stderr
+
+
 # --- table layout -------------------------------------------------------------------------------
 
 
 def test_wide_characters_take_two_columns():
     assert display_width("入群") == 4
     assert display_width("joins") == 5
+    assert display_width("🙏") == 2
+
+
+def test_joined_emoji_take_one_wide_cell():
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+
+    assert display_width(family) == 2
+    assert display_width("间" + family + "群") == 6
+    assert display_width("\u2764\ufe0f") == 1
 
 
 def test_table_aligns_chinese_headings_and_numbers():

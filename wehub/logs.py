@@ -47,3 +47,5 @@ def configure(level: str = "INFO", log_format: str = "json") -> None:
     # aiokafka logs every failed connection attempt at ERROR; one line per retry is enough at WARNING.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
+    # httpx logs every request at INFO, which would interleave with the CLI's own output.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

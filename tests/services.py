@@ -119,8 +119,7 @@ def _stopped_at_exit(start: Callable[[], local.RunningService]) -> Iterator[loca
         service.stop()
 
 
-# NOTE: the two container paths below are written for machines with Docker; the project's CI has
-# no Docker daemon, so they have not been run there.
+# NOTE: the two container paths below have never run: the project's CI has no Docker daemon.
 @contextlib.contextmanager
 def _kafka_container() -> Iterator[str]:
     port = local.free_port_pair()

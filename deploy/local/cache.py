@@ -1,8 +1,8 @@
 """The cache folder of local services: installs built once, checked on every reuse.
 
 Each tool lives in `<cache_dir>/<name>-<version>/` with a `manifest.json` listing its files and
-their sizes. The manifest is written last, so a folder without one is an interrupted install;
-a file missing or of another size makes the install broken, and it is installed again.
+their sizes. The manifest is written last, so a folder without one is an interrupted install.
+A missing file or a file of another size makes the install broken, and it is installed again.
 Installs run under an exclusive file lock, so two processes never build into the same folder.
 """
 
@@ -56,9 +56,9 @@ def check_install(folder: Path) -> str | None:
 def ensure(folder: Path, label: str, install: Callable[[Path], None], entry: str) -> Installed:
     """Install `label` into `folder` unless an intact install is there already.
 
-    `install(staging)` fills a fresh staging folder; it is moved into place only when it returns,
-    and `entry` (relative to the folder) is what the returned `Installed.path` points at.
-    Blocks while another process installs the same tool. Raises ServiceError when install fails.
+    `install(staging)` fills a fresh staging folder, which is moved into place only when it returns.
+    The returned `Installed.path` is `entry` inside the folder. Blocks while another process
+    installs the same tool. Raises ServiceError when the install fails.
     """
     folder.parent.mkdir(parents=True, exist_ok=True)
     with _locked(folder.with_name(folder.name + ".lock")):

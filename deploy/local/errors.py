@@ -8,7 +8,7 @@ TAIL_LINES = 40
 
 
 class ServiceError(RuntimeError):
-    """A local service could not be installed or started; the message says what to do next."""
+    """A local service could not be installed or started; the message includes the next step."""
 
     def __init__(self, message: str, log_path: Path | None = None, log_tail: str = "") -> None:
         text = message

@@ -53,9 +53,9 @@ def start_minio(settings: Settings, data_dir: Path,
         raise ServiceError(f"MinIO already runs from {service_dir} (pid {running.pid}): "
                            "stop it first with `wehub services stop minio`")
     # Checked before the start because another server on the port would answer the health check.
-    for taken in (port, port + 1):
-        if not process.port_is_free(taken):
-            raise ServiceError(f"port {taken} on 127.0.0.1 is already in use: set WEHUB_S3_PORT to a "
+    for needed_port in (port, port + 1):
+        if not process.port_is_free(needed_port):
+            raise ServiceError(f"port {needed_port} on 127.0.0.1 is already in use: set WEHUB_S3_PORT to a "
                                "free port (the console uses the next one) or stop what holds it")
 
     command = [str(binary), "server", str(service_dir / "data"), "--address", address,

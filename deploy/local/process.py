@@ -107,7 +107,7 @@ def launch(name: str, command: list[str], service_dir: Path, address: str,
 def wait_ready(service: RunningService, is_ready: Callable[[], bool], timeout_s: float, hint: str) -> None:
     """Poll `is_ready` until it holds; on exit or timeout stop the service and raise ServiceError.
 
-    `hint` is appended to the error and says what the operator can do.
+    `hint`, appended to the error, is the operator's next step.
     """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -172,7 +172,7 @@ def port_accepts(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def _pid_runs_command(pid: int, needle: str) -> bool:
-    """Whether `pid` exists and its command line mentions `needle` (guards against a reused pid)."""
+    """Return whether `pid` exists and its command line contains `needle` (a reused pid does not)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:

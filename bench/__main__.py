@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests import services
+
 BENCH_DIR = Path(__file__).resolve().parent
 
 # Each entry: module name, results file it writes.
@@ -35,14 +37,12 @@ def local_services() -> Iterator[None]:
     if os.environ.get("WEHUB_KAFKA_BOOTSTRAP") and os.environ.get("WEHUB_S3_ENDPOINT"):
         yield
         return
-    from tests import services
-
-    with tempfile.TemporaryDirectory(prefix="wehub-bench-") as work_dir:
-        with services.kafka_for_tests(Path(work_dir) / "kafka") as bootstrap, \
-                services.minio_for_tests(Path(work_dir) / "minio") as endpoint:
-            os.environ["WEHUB_KAFKA_BOOTSTRAP"] = bootstrap
-            os.environ["WEHUB_S3_ENDPOINT"] = endpoint
-            yield
+    with tempfile.TemporaryDirectory(prefix="wehub-bench-") as work_dir, \
+            services.kafka_for_tests(Path(work_dir) / "kafka") as bootstrap, \
+            services.minio_for_tests(Path(work_dir) / "minio") as endpoint:
+        os.environ["WEHUB_KAFKA_BOOTSTRAP"] = bootstrap
+        os.environ["WEHUB_S3_ENDPOINT"] = endpoint
+        yield
 
 
 def collect(header: str) -> str:

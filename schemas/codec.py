@@ -47,7 +47,9 @@ def _full_name(schema: dict[str, Any], namespace: str | None) -> str:
     return f"{space}.{name}" if space else name
 
 
-def _expand(node: Any, named: dict[str, dict[str, Any]], defined: set[str], namespace: str | None) -> Any:
+def _expand(  # noqa: PLR0911 - one return per kind of Avro schema node
+    node: Any, named: dict[str, dict[str, Any]], defined: set[str], namespace: str | None
+) -> Any:
     """Inline the first use of each named type that lives in its own file; later uses stay references."""
     if isinstance(node, str):
         if node in _PRIMITIVES:

@@ -23,7 +23,8 @@ def _show_settings(arguments: argparse.Namespace) -> int:
         return 0
     for setting in settings.SETTINGS:
         value = arguments.settings.values[setting.name]
-        shown = "(set)" if "secret" in setting.name or "token" in setting.name and value else value
+        is_secret = "secret" in setting.name or "token" in setting.name
+        shown = ("(set)" if value else "(empty)") if is_secret else value
         print(f"{setting.env}={shown}")
     return 0
 

@@ -34,7 +34,7 @@ class PipelineKafkaError(RuntimeError):
 
 def translate(error: BaseException, doing: str) -> PipelineKafkaError:
     """Map an aiokafka or timeout error to PipelineKafkaError, without its payload."""
-    if isinstance(error, (KafkaConnectionError, KafkaTimeoutError, asyncio.TimeoutError, ConnectionError)):
+    if isinstance(error, (KafkaConnectionError, KafkaTimeoutError, TimeoutError, ConnectionError)):
         return PipelineKafkaError(f"Kafka is unreachable while {doing}: {type(error).__name__}", retriable=True)
     if isinstance(error, KafkaError):
         return PipelineKafkaError(f"Kafka failed while {doing}: {type(error).__name__}", bool(error.retriable))
@@ -120,7 +120,7 @@ async def ensure_topics(settings: Settings, specs: Iterable[TopicSpec], timeout_
         if created:
             log.info("created %d topics", len(created), extra={"topics": created})
         return created
-    except (KafkaError, asyncio.TimeoutError, OSError) as error:
+    except (TimeoutError, KafkaError, OSError) as error:
         raise translate(error, "creating topics") from None
     finally:
         await admin.close()

@@ -151,7 +151,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
 
 def _spawn(what: str, arguments: list[str], environment: dict[str, str]) -> Child:
     # A new session keeps the terminal's Ctrl-C away from the children: `up` stops them in order.
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
         [sys.executable, "-m", "wehub.cli", *arguments], env=environment, start_new_session=True)
     return Child(what, process)
 
@@ -221,7 +221,10 @@ def _urls(settings: Settings, appids: list[str]) -> dict[str, str]:
 
 
 def run(settings: Settings) -> int:
-    """Start the pipeline, block until a signal or a failed child, stop everything; returns the exit status."""
+    """Start the pipeline, block until a signal or a failed child, then stop everything.
+
+    Returns the exit status: 0 after Ctrl-C, 1 when a service or child failed, 2 for bad accounts.
+    """
     if not Path(settings.accounts).exists():
         _say(settings, "accounts_missing", path=settings.accounts)
         return 2

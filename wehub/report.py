@@ -34,12 +34,20 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 MESSAGES = Catalog({
     "rooms_title": {
-        "en": "Group growth of bot {bot}, {days} days up to {last_day}",
-        "zh-CN": "机器人 {bot} 的群增长，截至 {last_day} 的 {days} 天",
+        "en": "Group growth of bot {bot}, {period}",
+        "zh-CN": "机器人 {bot} 的群增长，{period}",
     },
     "activity_title": {
-        "en": "Chat activity of {who}, {days} days up to {last_day}",
-        "zh-CN": "{who}的群聊活跃度，截至 {last_day} 的 {days} 天",
+        "en": "Chat activity of {who}, {period}",
+        "zh-CN": "{who}的群聊活跃度，{period}",
+    },
+    "period_days": {
+        "en": "{days} days up to {last_day}",
+        "zh-CN": "截至 {last_day} 的 {days} 天",
+    },
+    "period_every_day": {
+        "en": "every day up to {last_day}",
+        "zh-CN": "截至 {last_day} 的全部日期",
     },
     "all_bots": {
         "en": "all bots",
@@ -192,9 +200,9 @@ LEFT JOIN
     WHERE bot_wxid = {{bot:String}} GROUP BY room_wxid
 ) AS r ON r.room_wxid = g.room_wxid
 WHERE g.bot_wxid = {{bot:String}}
-  AND g.day > (
+  AND (g.day > (
       SELECT max(day) FROM {database}.room_daily_growth WHERE bot_wxid = {{bot:String}}
-  ) - {{days:UInt32}}
+  ) - {{days:UInt32}} OR {{days:UInt32}} = 0)
 ORDER BY g.room_wxid, g.day
 """
 
@@ -202,10 +210,10 @@ ACTIVITY_SQL = """
 SELECT day, bot_wxid, room_wxid, messages, distinct_senders
 FROM {database}.room_daily_activity
 WHERE ({{bot:String}} = '' OR bot_wxid = {{bot:String}})
-  AND day > (
+  AND (day > (
       SELECT max(day) FROM {database}.room_daily_activity
       WHERE ({{bot:String}} = '' OR bot_wxid = {{bot:String}})
-  ) - {{days:UInt32}}
+  ) - {{days:UInt32}} OR {{days:UInt32}} = 0)
 ORDER BY bot_wxid, room_wxid, day
 """
 
@@ -465,15 +473,21 @@ def _days(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid number of days {text!r}: expected an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid number of days {text!r}: expected 1 or more")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid number of days {text!r}: expected 0 or more")
     return value
+
+
+def _period(locale: str, days: int, last_day: dt.date) -> str:
+    if days == 0:
+        return MESSAGES.render("period_every_day", locale, last_day=last_day)
+    return MESSAGES.render("period_days", locale, days=days, last_day=last_day)
 
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("report", help="group growth and chat activity per room and day")
     reports = parser.add_subparsers(dest="report", metavar="REPORT", required=True)
-    days_help = f"days to show, up to the latest day with data (default {DEFAULT_DAYS})"
+    days_help = f"days to show, up to the latest day with data; 0 shows every day (default {DEFAULT_DAYS})"
     plot_help = "also draw the figures as a PNG chart in FILE"
 
     rooms = reports.add_parser("rooms", help="joins, leaves, net change and members per room and day")
@@ -516,14 +530,15 @@ def run_rooms(arguments: argparse.Namespace) -> int:
         return _fail(MESSAGES.render("no_data_rooms", locale, bot=arguments.bot, database=database))
 
     last_day = max(row.day for row in rows)
-    title = MESSAGES.render("rooms_title", locale, bot=arguments.bot, days=arguments.days, last_day=last_day)
+    title = MESSAGES.render("rooms_title", locale, bot=arguments.bot,
+                            period=_period(locale, arguments.days, last_day))
     print(title)
     print(growth_table(rows, locale))
     if arguments.plot is None:
         return 0
     chart_locale = _chart_locale(locale)
-    chart_title = MESSAGES.render("rooms_title", chart_locale, bot=arguments.bot, days=arguments.days,
-                                  last_day=last_day)
+    chart_title = MESSAGES.render("rooms_title", chart_locale, bot=arguments.bot,
+                                  period=_period(chart_locale, arguments.days, last_day))
     plot_path: Path = arguments.plot
     return _write_plot(lambda: plot_growth(rows, chart_title, locale, plot_path), plot_path, locale)
 
@@ -549,12 +564,13 @@ def run_activity(arguments: argparse.Namespace) -> int:
         return _fail(MESSAGES.render("no_data_activity_any_bot", locale, database=database))
 
     last_day = max(row.day for row in rows)
-    print(MESSAGES.render("activity_title", locale, who=who(locale), days=arguments.days, last_day=last_day))
+    period = _period(locale, arguments.days, last_day)
+    print(MESSAGES.render("activity_title", locale, who=who(locale), period=period))
     print(activity_table(rows, locale, with_bot=not arguments.bot))
     if arguments.plot is None:
         return 0
     chart_locale = _chart_locale(locale)
-    chart_title = MESSAGES.render("activity_title", chart_locale, who=who(chart_locale), days=arguments.days,
-                                  last_day=last_day)
+    chart_title = MESSAGES.render("activity_title", chart_locale, who=who(chart_locale),
+                                  period=_period(chart_locale, arguments.days, last_day))
     plot_path: Path = arguments.plot
     return _write_plot(lambda: plot_activity(rows, chart_title, locale, plot_path), plot_path, locale)

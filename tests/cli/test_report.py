@@ -202,6 +202,23 @@ def test_activity_of_one_bot_leaves_out_other_bots(analytics_database, capsys):
     ]
 
 
+def test_activity_with_zero_days_shows_every_day(analytics_database, capsys):
+    status, lines, _ = report(capsys, "activity", "--bot", OTHER_BOT, "--days", "0")
+
+    assert status == 0
+    assert lines[0] == f"Chat activity of bot {OTHER_BOT}, every day up to 2025-12-05"
+    assert [cells(line) for line in lines[3:]] == [["2025-12-05", ROOM_B, "2", "1"], ["total", "2"]]
+
+
+def test_negative_days_are_rejected(analytics_database, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["report", "rooms", "--bot", BOT, "--days", "-1"])
+
+    _, err = capsys.readouterr()
+    assert exit_info.value.code == 2
+    assert "invalid number of days '-1': expected 0 or more" in err
+
+
 def test_activity_plot_writes_a_png(analytics_database, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("WEHUB_LOCALE", "zh-CN")
     chart = tmp_path / "activity.png"

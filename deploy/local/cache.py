@@ -62,6 +62,7 @@ def ensure(folder: Path, label: str, install: Callable[[Path], None], entry: str
     """
     folder.parent.mkdir(parents=True, exist_ok=True)
     with _locked(folder.with_name(folder.name + ".lock")):
+        _remove_stale_staging(folder)
         problem = check_install(folder)
         if problem is None:
             log.info("reusing cached %s in %s", label, folder)
@@ -101,6 +102,14 @@ def run_installer(command: list[str], *, cwd: Path, env: Mapping[str, str], time
             f"{' '.join(command)} failed with exit status {completed.returncode}: {what_to_do}",
             log_path=log_path, log_tail=tail(log_path),
         )
+
+
+def _remove_stale_staging(folder: Path) -> None:
+    # Staging folders left by an install that was killed; the lock guarantees none is in use.
+    for stale in folder.parent.glob(folder.name + ".*"):
+        if stale.is_dir():
+            log.info("removing %s, left by an interrupted install", stale)
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _write_manifest(folder: Path) -> None:

@@ -1,0 +1,108 @@
+"""The messages consumer: every report_new_msg as one row of `messages`, each type's fields in columns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from consumers import rawmsg
+from consumers.clickhouse import Rows
+from consumers.runner import Event, Poison
+from wehub.settings import Settings
+
+# A msg_timestamp below this is in seconds (some client builds), above it in milliseconds.
+_SECONDS_LIMIT = 100_000_000_000
+
+COLUMNS = (
+    "appid", "bot_wxid", "dedup_key", "event_id", "received_at", "event_time", "msg_id", "msg_timestamp",
+    "msg_type", "direction", "chat_kind", "room_wxid", "wxid_from", "wxid_to", "msg", "atUserList",
+    "file_index", "file_name", "file_size", "emoji_url", "link_title", "link_desc", "link_url", "link_img_url",
+    "transferid", "paysubtype", "card_wxid", "card_nickname", "card_alias", "miniprogram_title",
+    "miniprogram_username", "miniprogram_appid", "miniprogram_pagepath", "raw_msg", "raw_msg_error", "extra",
+    "gateway", "transport",
+)
+
+
+def to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def chat_kind(room_wxid: str | None) -> str:
+    """private (no room), enterprise_group (`@im.chatroom`) or group."""
+    if not room_wxid:
+        return "private"
+    if room_wxid.endswith("@im.chatroom"):
+        return "enterprise_group"
+    return "group"
+
+
+def direction(bot_wxid: str, wxid_from: str | None) -> str:
+    """sent when the bot itself is the sender (WeHub reports the bot's own messages too), else incoming."""
+    return "sent" if wxid_from == bot_wxid else "incoming"
+
+
+def dedup_key(msg: dict[str, Any], event_id: str) -> str:
+    """msg_id when the client sent one (a redelivered message keeps it), else the gateway's event id."""
+    msg_id = msg.get("msg_id")
+    return f"msg:{msg_id}" if msg_id else f"event:{event_id}"
+
+
+def msg_timestamp_ms(value: int | None) -> int | None:
+    if not value or value <= 0:
+        return None
+    return value * 1000 if value < _SECONDS_LIMIT else value
+
+
+def message_row(record: dict[str, Any]) -> tuple[Any, ...]:
+    """One row of `messages` (in COLUMNS order) from a ReportNewMsgEvent record."""
+    msg: dict[str, Any] = record["data"]["msg"]
+    msg_type = int(msg["msg_type"])
+    parsed = rawmsg.parse(msg_type, msg.get("raw_msg"))
+    sent_ms = msg_timestamp_ms(msg.get("msg_timestamp"))
+    received_ms = int(record["received_at_ms"])
+    file_size = msg.get("file_size")
+    return (
+        record["appid"], record["bot_wxid"], dedup_key(msg, record["event_id"]), record["event_id"],
+        to_datetime(received_ms), to_datetime(sent_ms or received_ms), msg.get("msg_id") or "",
+        to_datetime(sent_ms) if sent_ms else None,
+        msg_type, direction(record["bot_wxid"], msg.get("wxid_from")), chat_kind(msg.get("room_wxid")),
+        msg.get("room_wxid") or "", msg.get("wxid_from") or "", msg.get("wxid_to") or "",
+        msg.get("msg") or "", list(msg.get("atUserList") or []),
+        msg.get("file_index") or "", msg.get("file_name") or parsed.file_name,
+        file_size if file_size is not None else parsed.file_size,
+        msg.get("emoji_url") or "",
+        msg.get("link_title") or parsed.link_title, msg.get("link_desc") or parsed.link_desc,
+        msg.get("link_url") or parsed.link_url, msg.get("link_img_url") or parsed.link_img_url,
+        msg.get("transferid") or "", msg.get("paysubtype"),
+        parsed.card_wxid, parsed.card_nickname, parsed.card_alias,
+        parsed.miniprogram_title, parsed.miniprogram_username, parsed.miniprogram_appid,
+        parsed.miniprogram_pagepath,
+        msg.get("raw_msg") or "", parsed.error, msg.get("extra") or "",
+        record["gateway"], record["transport"],
+    )
+
+
+class MessagesProcessor:
+    """Stateless: a message row depends on its own event only."""
+
+    name = "messages"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def topic_suffixes(self) -> Sequence[str]:
+        return ("report_new_msg",)
+
+    def validate(self, action: str, schema_name: str, record: dict[str, Any]) -> None:
+        msg = record["data"]["msg"]
+        if msg["msg_type"] < 0:
+            raise Poison("invalid_record", f"data.msg.msg_type: {msg['msg_type']} is invalid, expected >= 0")
+
+    def process(self, client: Client, events: list[Event]) -> list[Rows]:
+        return [Rows("messages_store", COLUMNS, [message_row(event.record) for event in events])]
+
+    def reset(self) -> None:
+        return None

@@ -1,0 +1,45 @@
+"""Every consumer by name: `wehub consume NAME` looks it up here.
+
+A consumer is a factory taking the settings and returning a `consumers.runner.Processor`.
+Another package adds its own with one line, e.g. `"media": "consumers.media:MediaProcessor"` in CONSUMERS.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import cast
+
+from consumers.runner import Processor
+from wehub.settings import Settings
+
+Factory = Callable[[Settings], Processor]
+
+# name -> factory, or "module:attribute" of a factory imported when the consumer starts, so a
+# consumer whose module is broken or missing does not stop the others from running.
+CONSUMERS: dict[str, Factory | str] = {
+    "messages": "consumers.messages:MessagesProcessor",
+    "contacts": "consumers.contacts:ContactsProcessor",
+    "rooms": "consumers.rooms:RoomsProcessor",
+    "sessions": "consumers.sessions:SessionsProcessor",
+}
+
+
+def register(name: str, factory: Factory | str) -> None:
+    """Add a consumer; raises ValueError when the name is taken or is `all`."""
+    if name == "all" or name in CONSUMERS:
+        raise ValueError(f"consumer name {name!r} is already in use: choose another")
+    CONSUMERS[name] = factory
+
+
+def names() -> list[str]:
+    return list(CONSUMERS)
+
+
+def factory(name: str) -> Factory:
+    """The factory of consumer `name`; raises KeyError for an unknown name."""
+    entry = CONSUMERS[name]
+    if isinstance(entry, str):
+        module_name, _, attribute = entry.partition(":")
+        return cast(Factory, getattr(importlib.import_module(module_name), attribute))
+    return entry

@@ -1,0 +1,340 @@
+"""The chain every ClickHouse consumer runs: decode → validate → batch → insert → commit offsets.
+
+A `Processor` turns a batch of decoded events into rows; the runner owns Kafka, batching,
+retries, the dead-letter topic and offsets. Offsets are committed only after every row of the
+batch was inserted, so a crash anywhere replays the batch; processors make rows whose keys turn
+a replayed insert into a duplicate that the analytics views hide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from clickhouse_connect.driver.client import Client
+
+from consumers import migrate
+from consumers.clickhouse import Rows, StoreError, insert, make_client
+from schemas import topics
+from schemas.codec import CODEC, CodecError
+from wehub import kafka
+from wehub.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Retries of one batch when ClickHouse fails: backoff doubles from 0.5 s up to 30 s, about
+# four minutes in all, after which the consumer stops without committing.
+INSERT_TRIES = 12
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 30.0
+DEAD_LETTER_WINDOW_S = 60.0
+# While a batch is being inserted the consumer keeps polling its paused partitions, so it stays
+# within max_poll_interval_ms and keeps its partitions during a long ClickHouse outage.
+KEEPALIVE_POLL_MS = 500
+
+
+class Poison(ValueError):
+    """A record this consumer can never take; it goes to the dead-letter topic."""
+
+    def __init__(self, reason_code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.reason_code = reason_code
+        self.reason = reason
+
+
+class DeadLetterRateExceeded(RuntimeError):
+    """More dead letters in a minute than dead_letter_max_per_minute allows."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """A decoded, validated record with where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    schema_name: str
+    record: dict[str, Any]
+
+    @property
+    def order_key(self) -> tuple[int, str]:
+        """Gateway time, then event id: the order in which state-keeping consumers apply events."""
+        return int(self.record["received_at_ms"]), str(self.record["event_id"])
+
+
+class Processor(Protocol):
+    """What one consumer does with its events; the runner calls it from a worker thread."""
+
+    name: str
+
+    def topic_suffixes(self) -> Sequence[str]:
+        """Topic suffixes (actions) this consumer reads."""
+        ...
+
+    def validate(self, action: str, schema_name: str, record: dict[str, Any]) -> None:
+        """Raise Poison when the record cannot be taken; must not block."""
+        ...
+
+    def process(self, client: Client, events: list[Event]) -> list[Rows]:
+        """Return the rows for `events` (in topic order per partition); may read ClickHouse. Blocks.
+
+        Called again with the same events after a failed insert, once `reset()` ran.
+        """
+        ...
+
+    def reset(self) -> None:
+        """Forget cached state: partitions moved, or an insert of rows built from it failed."""
+        ...
+
+
+def millis(value: Any) -> int:
+    """A timestamp-millis field as an int (fastavro decodes it to an aware datetime)."""
+    if isinstance(value, int):
+        return value
+    return int(value.timestamp() * 1000)
+
+
+def validate_envelope(record: dict[str, Any]) -> None:
+    """Raise Poison when the envelope lacks what every row needs."""
+    for name in ("event_id", "appid", "bot_wxid"):
+        if not record.get(name):
+            raise Poison("invalid_record", f"envelope field {name} is empty: expected a non-empty string")
+
+
+@dataclass
+class _DeadLetter:
+    key: bytes | None
+    value: bytes
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._runner.drop_partitions(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("consumer %s assigned %d partitions", self._runner.name, len(assigned))
+        self._runner.processor.reset()
+
+
+class Runner:
+    """Runs one processor as its own consumer group `<prefix>.consumer.<name>`."""
+
+    def __init__(self, settings: Settings, processor: Processor, client: Client | None = None) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.name = processor.name
+        self.database = str(settings.clickhouse_database)
+        self._client = client
+        self._max_rows = max(1, int(settings.batch_max_rows))
+        self._max_wait_s = max(0.001, int(settings.batch_max_wait_ms) / 1000)
+        self._dead_letter_cap = int(settings.dead_letter_max_per_minute)
+        self._pending: list[Event] = []
+        self._dead: list[_DeadLetter] = []
+        self._offsets: dict[TopicPartition, int] = {}
+        self._first_at: float | None = None
+        self._dead_times: collections.deque[float] = collections.deque()
+        self._flush_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._topic_actions = {settings.topic(suffix): suffix for suffix in processor.topic_suffixes()}
+        self.inserted_events = 0
+
+    def stop(self) -> None:
+        """Ask the loop to flush what it holds and return."""
+        self._stop.set()
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = make_client(self.settings, self.database)
+        return self._client
+
+    async def prepare(self) -> None:
+        """Apply the migrations, retrying while ClickHouse is unreachable."""
+        await self._with_retries(lambda: migrate.apply(self.client, self.database), "applying migrations")
+
+    async def run(self) -> None:
+        """Consume until stop() or an error; raises DeadLetterRateExceeded or StoreError."""
+        await self.prepare()
+        group = f"{self.settings.topic_prefix}.consumer.{self.name}"
+        consumer = kafka.make_consumer(self.settings, group_id=group, max_poll_interval_ms=300_000)
+        consumer.subscribe(list(self._topic_actions), listener=_Rebalance(self))
+        producer = kafka.make_producer(self.settings)
+        await consumer.start()
+        await producer.start()
+        log.info("consumer %s started on %d topics as group %s", self.name, len(self._topic_actions), group)
+        try:
+            await self._loop(consumer, producer)
+            await self._flush(consumer, producer)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+            log.info("consumer %s stopped after %d events", self.name, self.inserted_events)
+
+    async def _loop(self, consumer: Any, producer: Any) -> None:
+        while not self._stop.is_set():
+            wait_s = self._max_wait_s
+            if self._first_at is not None:
+                wait_s = max(0.0, self._first_at + self._max_wait_s - time.monotonic())
+            room = max(1, self._max_rows - len(self._pending))
+            batches = await consumer.getmany(timeout_ms=int(wait_s * 1000), max_records=room)
+            for partition, messages in batches.items():
+                for message in messages:
+                    self._take(partition, message)
+            if self._due():
+                await self._flush(consumer, producer)
+
+    def _due(self) -> bool:
+        if self._first_at is None:
+            return False
+        if len(self._pending) >= self._max_rows:
+            return True
+        return time.monotonic() - self._first_at >= self._max_wait_s
+
+    def _take(self, partition: TopicPartition, message: Any) -> None:
+        if self._first_at is None:
+            self._first_at = time.monotonic()
+        self._offsets[partition] = message.offset + 1
+        action = self._topic_actions.get(message.topic, "")
+        try:
+            self._pending.append(self._decode(action, message))
+        except Poison as poison:
+            log.warning("consumer %s: record %s[%d]@%d is poison (%s)", self.name, message.topic,
+                        message.partition, message.offset, poison.reason_code)
+            self._dead.append(self._dead_letter(action, message, poison))
+
+    def _decode(self, action: str, message: Any) -> Event:
+        if message.value is None:
+            raise Poison("undecodable", "record has no value: expected an Avro single-object record")
+        try:
+            schema_name, record = CODEC.decode(message.value)
+        except CodecError as error:
+            raise Poison("undecodable", str(error)) from None
+        expected = {topics.EVENT_SCHEMAS.get(action), topics.PART_SCHEMAS.get(action)}
+        if schema_name not in expected:
+            raise Poison("unexpected_schema", f"schema {schema_name} on topic {message.topic}: "
+                         f"expected {' or '.join(sorted(name for name in expected if name))}")
+        validate_envelope(record)
+        self.processor.validate(action, schema_name, record)
+        record["received_at_ms"] = millis(record["received_at"])
+        return Event(message.topic, message.partition, message.offset, schema_name, record)
+
+    def _dead_letter(self, action: str, message: Any, poison: Poison) -> _DeadLetter:
+        value = bytes(message.value or b"")
+        cap = int(self.settings.dead_letter_body_cap_bytes)
+        letter = {
+            "dead_letter_id": str(uuid.uuid4()),
+            "at": int(time.time() * 1000),
+            "source": f"consumer:{self.name}",
+            "reason_code": poison.reason_code,
+            "reason": poison.reason,
+            "http_status": None,
+            "appid": None,
+            "bot_wxid": message.key.decode("utf-8", "replace") if message.key else None,
+            "action": action or None,
+            "client_address": None,
+            "content_type": "application/vnd.wehub.avro",
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "body": value[:cap],
+            "body_bytes": len(value),
+            "truncated": len(value) > cap,
+        }
+        return _DeadLetter(message.key, CODEC.encode(topics.DEAD_LETTER_SCHEMA, letter))
+
+    async def drop_partitions(self, revoked: set[TopicPartition]) -> None:
+        """Forget uncommitted events of revoked partitions; their next owner reads them again."""
+        async with self._flush_lock:
+            self._pending = [event for event in self._pending
+                             if TopicPartition(event.topic, event.partition) not in revoked]
+            for partition in revoked:
+                self._offsets.pop(partition, None)
+            self.processor.reset()
+
+    async def _flush(self, consumer: Any, producer: Any) -> None:
+        async with self._flush_lock:
+            if not self._offsets:
+                self._first_at = None
+                return
+            await self._send_dead_letters(producer)
+            events, offsets = self._pending, dict(self._offsets)
+            if events:
+                await self._insert_keeping_alive(consumer, events)
+            try:
+                await consumer.commit(offsets)
+            except (CommitFailedError, IllegalStateError) as error:
+                # The partitions moved during the insert; their next owner replays the batch.
+                log.warning("consumer %s: commit of %d partitions failed (%s), the batch will be replayed",
+                            self.name, len(offsets), type(error).__name__)
+                self.processor.reset()
+            self.inserted_events += len(events)
+            log.debug("consumer %s flushed %d events", self.name, len(events))
+            self._pending, self._offsets, self._first_at = [], {}, None
+
+    async def _send_dead_letters(self, producer: Any) -> None:
+        if not self._dead:
+            return
+        now = time.monotonic()
+        while self._dead_times and now - self._dead_times[0] > DEAD_LETTER_WINDOW_S:
+            self._dead_times.popleft()
+        if len(self._dead_times) + len(self._dead) > self._dead_letter_cap:
+            raise DeadLetterRateExceeded(
+                f"consumer {self.name} stopped: {len(self._dead_times) + len(self._dead)} dead letters within a "
+                f"minute exceed WEHUB_DEAD_LETTER_MAX_PER_MINUTE={self._dead_letter_cap}; check the producer of "
+                f"the topics, then restart the consumer")
+        topic = self.settings.topic(topics.DEAD_LETTER)
+        try:
+            sends = [await producer.send(topic, letter.value, key=letter.key) for letter in self._dead]
+            await asyncio.gather(*sends)
+        except KafkaError as error:
+            raise kafka.translate(error, "sending dead letters") from None
+        self._dead_times.extend([now] * len(self._dead))
+        self._dead = []
+
+    async def _insert_keeping_alive(self, consumer: Any, events: list[Event]) -> None:
+        assigned = consumer.assignment()
+        consumer.pause(*assigned)
+        task = asyncio.ensure_future(self._with_retries(lambda: self._insert(events), "inserting"))
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=KEEPALIVE_POLL_MS / 1000)
+                if not task.done():
+                    await consumer.getmany(timeout_ms=0)
+            task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+            consumer.resume(*[partition for partition in assigned if partition in consumer.assignment()])
+
+    def _insert(self, events: list[Event]) -> None:
+        try:
+            for rows in self.processor.process(self.client, events):
+                insert(self.client, self.database, rows)
+        except BaseException:
+            self.processor.reset()
+            raise
+
+    async def _with_retries(self, call: Any, doing: str) -> None:
+        delay = BACKOFF_FIRST_S
+        for attempt in range(1, INSERT_TRIES + 1):
+            try:
+                await asyncio.to_thread(call)
+                return
+            except StoreError as error:
+                left = INSERT_TRIES - attempt
+                if not error.retriable or left == 0:
+                    raise
+                log.warning("consumer %s: %s, retrying in %.1f s (%d tries left)", self.name, error, delay, left)
+                await asyncio.sleep(delay)
+                delay = min(BACKOFF_MAX_S, delay * 2)

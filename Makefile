@@ -10,6 +10,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Per-test limit, so one hung test fails alone instead of stalling the whole run.
+PYTEST_TIMEOUT_S ?= 900
 
 .PHONY: install services test lint bench up clean
 
@@ -26,7 +28,7 @@ services: install
 	$(BIN)/wehub services install
 
 test: install services
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --timeout=$(PYTEST_TIMEOUT_S) $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

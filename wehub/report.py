@@ -430,13 +430,19 @@ def plot_activity(rows: Sequence[ActivityRow], title: str, locale: str, path: Pa
         by_room[row.room_wxid].append(row)
     totals = {room: float(sum(row.messages for row in room_rows)) for room, room_rows in by_room.items()}
 
+    first_day = min(row.day for row in rows)
+    # A day without a row had no messages, so the lines drop to 0 there instead of bridging the gap.
+    every_day = [first_day + dt.timedelta(days=offset)
+                 for offset in range((max(row.day for row in rows) - first_day).days + 1)]
+
     figure, (top, bottom) = pyplot.subplots(2, 1, figsize=(10, 7), sharex=True)
     try:
         for room in _largest(totals):
-            room_rows = _one_row_per_day(by_room[room])
-            days = [row.day for row in room_rows]
-            top.plot(days, [row.messages for row in room_rows], marker="o", label=room)
-            bottom.plot(days, [row.distinct_senders for row in room_rows], marker="o", label=room)
+            by_day = {row.day: row for row in _one_row_per_day(by_room[room])}
+            messages = [by_day[day].messages if day in by_day else 0 for day in every_day]
+            senders = [by_day[day].distinct_senders if day in by_day else 0 for day in every_day]
+            top.plot(every_day, messages, marker="o", markevery=[day in by_day for day in every_day], label=room)
+            bottom.plot(every_day, senders, marker="o", markevery=[day in by_day for day in every_day])
         top.set_ylabel(MESSAGES.render("messages", locale))
         top.legend(fontsize="small", loc="best")
         top.grid(visible=True, alpha=0.3)
@@ -444,7 +450,7 @@ def plot_activity(rows: Sequence[ActivityRow], title: str, locale: str, path: Pa
         bottom.set_xlabel(MESSAGES.render("day", locale))
         bottom.grid(visible=True, alpha=0.3)
 
-        _format_day_axes((top, bottom), sorted({row.day for row in rows}))
+        _format_day_axes((top, bottom), every_day)
         figure.suptitle(title)
         figure.autofmt_xdate()
         figure.savefig(path, format="png", dpi=100)

@@ -404,6 +404,10 @@ class CallbackHandler:
             status, {"error_code": code.number, "error_reason": reason, "ack_type": refusal.ack_type}
         )
 
+    async def dead_letter(self, request: Request, code: errors.ErrorCode, reason: str, status: int) -> None:
+        """Write a refused body to the dead-letter topic, for transports with refusals of their own."""
+        await self._dead_letter(request, code, reason, status)
+
     async def _dead_letter(self, request: Request, code: errors.ErrorCode, reason: str, status: int) -> None:
         body = request.body[: self.dead_letter_body_cap_bytes]
         record = {

@@ -30,6 +30,7 @@ from gateway.handler import COMMON_ACK, CallbackHandler, Request
 from gateway.messages import CATALOG
 from gateway.publisher import Publisher
 from gateway.task_source import NoTasks, TaskSource
+from gateway.ws import websocket_routes
 from wehub import logs
 from wehub import settings as settings_module
 from wehub.settings import Settings
@@ -183,6 +184,7 @@ def create_app(settings: Settings, task_source: TaskSource | None = None) -> Sta
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         *source.routes(),
+        *websocket_routes(handler),
     ]
     app = Starlette(
         routes=routes,

@@ -46,5 +46,7 @@ def _serve(arguments: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(float(config.kafka_timeout_s)) + 5,
+        # A websocket frame is one request: the largest any action may send (report_contact).
+        ws_max_size=max(int(config.body_limit_bytes), int(config.contact_body_limit_bytes)),
     )
     return 0

@@ -1,0 +1,84 @@
+"""The tasks consumer writes each task's life and latencies to ClickHouse."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from consumers import clickhouse
+from consumers.tasks import make_runner
+from schemas import topics
+from tests.tasks.conftest import pull, report, running_gateway, send_task, submit
+from wehub.kafka import bootstrap_servers
+from wehub.settings import Settings
+
+pytestmark = pytest.mark.services
+
+
+async def committed_all(settings: Settings) -> bool:
+    """True when the tasks consumer group committed the end offset of both its topics."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(settings))
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(settings))
+    await admin.start()
+    await probe.start()
+    try:
+        cluster = await probe._client.fetch_all_metadata()
+        partitions = [TopicPartition(settings.topic(suffix), number) for suffix in (topics.TASKS, topics.TASK_STATUS)
+                      for number in sorted(cluster.partitions_for_topic(settings.topic(suffix)) or ())]
+        ends = await probe.end_offsets(partitions)
+        try:
+            committed = await admin.list_consumer_group_offsets(f"{settings.topic_prefix}.consumer.tasks")
+        except KafkaError:
+            return False
+        return all(end == 0 or (partition in committed and committed[partition].offset >= end)
+                   for partition, end in ends.items())
+    finally:
+        await probe.stop()
+        await admin.close()
+
+
+async def test_consumer_records_each_status_with_latencies(
+    task_settings: Settings, clickhouse_dsn: str, clickhouse_database: str, sample_accounts: dict[str, Any]
+) -> None:
+    settings = task_settings.with_overrides(clickhouse_dsn=clickhouse_dsn, clickhouse_database=clickhouse_database,
+                                            batch_max_wait_ms=200)
+    appid, bot = sample_accounts["appid"], sample_accounts["wxids"][0]
+    async with running_gateway(settings) as client:
+        succeeded, failed, waiting = await submit(client, [send_task(bot, f"friend{n}", "x") for n in range(3)])
+        assert (await pull(client, appid, bot))["task_id"] == succeeded
+        await report(client, appid, bot, succeeded, 1)
+        assert (await pull(client, appid, bot))["task_id"] == failed
+        await report(client, appid, bot, failed, 0)
+
+    runner = make_runner(settings)
+    running = asyncio.ensure_future(runner.run())
+    deadline = time.monotonic() + 120
+    try:
+        while not await committed_all(settings):
+            assert not running.done(), running.exception()
+            assert time.monotonic() < deadline, "the tasks consumer did not commit every record in 120 s"
+            await asyncio.sleep(0.5)
+    finally:
+        runner.stop()
+        await running
+
+    store = clickhouse.make_client(settings, clickhouse_database)
+    rows = store.query(
+        "SELECT task_id, status, source, dispatch_latency_ms, result_latency_ms, error_reason "
+        f"FROM {clickhouse_database}.tasks ORDER BY task_id").result_rows
+    by_id = {row[0]: row[1:] for row in rows}
+    assert set(by_id) == {succeeded, failed, waiting}
+    assert by_id[succeeded][0] == "succeeded"
+    assert by_id[failed][0] == "failed"
+    assert by_id[waiting][0] == "submitted"
+    assert {row[1] for row in by_id.values()} == {"api"}
+    assert by_id[succeeded][2] is not None and by_id[succeeded][2] >= 0
+    assert by_id[succeeded][3] is not None and by_id[succeeded][3] >= 0
+    assert by_id[waiting][2] is None
+    assert by_id[failed][4] == "not a friend"

@@ -59,3 +59,18 @@ async def test_gateway_restart_rebuilds_pending_view(
         (first, "dispatched"), (second, "dispatched"), (third, "dispatched"),
         (first, "failed"), (second, "succeeded"), (third, "succeeded"),
     ])
+
+
+async def test_own_message_never_gets_a_send_task_in_common_ack(
+    task_settings: Settings, sample_accounts: dict[str, Any]
+) -> None:
+    appid, bot = sample_accounts["appid"], sample_accounts["wxids"][0]
+    async with running_gateway(task_settings) as client:
+        await submit(client, [send_task(bot, "friend@chatroom", "pending send")])
+        message = {"msg_type": 1, "room_wxid": "", "wxid_from": bot, "wxid_to": "wxid_friend", "msg": "hi"}
+        answer = await client.post("/wehub", json={"action": "report_new_msg", "appid": appid, "wxid": bot,
+                                                   "data": {"msg": message}})
+    body = answer.json()
+    assert body["ack_type"] == "common_ack"
+    assert body["error_code"] == 0
+    assert [task for task in body["data"].get("reply_task_list", []) if task.get("task_type") == 1] == []

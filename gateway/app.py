@@ -15,6 +15,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -23,6 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from gateway import errors, metrics
 from gateway.accounts import Accounts
@@ -50,40 +52,69 @@ def _handler(request: HttpRequest) -> CallbackHandler:
     return handler
 
 
-async def _read_body(request: HttpRequest, limit: int, keep_when_over: int) -> tuple[bytes, int]:
-    """The body and its size; past `limit` stop reading and keep only the first `keep_when_over` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        kept = bytearray()
-        async for chunk in request.stream():
-            kept += chunk
-            if len(kept) >= keep_when_over:
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class CallbackEndpoint:
+    """POST /wehub and POST /wehub/<token>: one WeHub request.
+
+    A plain ASGI endpoint rather than a Starlette request handler: it is the hot path, and reading
+    the body straight from `receive` lets it stop at the size limit and keep only what a dead
+    letter needs.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler: CallbackHandler = scope["app"].state.gateway
+        body, size = await self._read_body(scope, receive, handler)
+        client = scope.get("client")
+        request = Request(
+            body=body,
+            body_bytes=size,
+            client_address=client[0] if client else "",
+            content_type=_header(scope, b"content-type"),
+            token=scope.get("path_params", {}).get("token") or self._query_token(scope),
+        )
+        answer = await handler.handle(request)
+        payload = answer.body()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    @staticmethod
+    def _query_token(scope: Scope) -> str | None:
+        query: bytes = scope.get("query_string", b"")
+        if b"token=" not in query:
+            return None
+        tokens = parse_qs(query.decode("latin-1")).get("token")
+        return tokens[0] if tokens else None
+
+    @staticmethod
+    async def _read_body(scope: Scope, receive: Receive, handler: CallbackHandler) -> tuple[bytes, int]:
+        """The body and its size; past the largest limit, stop and keep only the dead letter's share."""
+        limit = handler.largest_body_bytes
+        keep = handler.dead_letter_body_cap_bytes
+        declared = _header(scope, b"content-length") or ""
+        declared_size = int(declared) if declared.isdigit() else 0
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
                 break
-        return bytes(kept[:keep_when_over]), int(declared)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        chunks.append(chunk)
-        if size > limit:
-            return b"".join(chunks)[:keep_when_over], size
-    return b"".join(chunks), size
-
-
-async def callback(request: HttpRequest) -> Response:
-    """POST /wehub and POST /wehub/<token>: one WeHub request."""
-    handler = _handler(request)
-    body, size = await _read_body(request, handler.largest_body_bytes, handler.dead_letter_body_cap_bytes)
-    client = request.client
-    wehub_request = Request(
-        body=body,
-        body_bytes=size,
-        client_address=client.host if client else "",
-        content_type=request.headers.get("content-type"),
-        token=request.path_params.get("token") or request.query_params.get("token"),
-    )
-    answer = await handler.handle(wehub_request)
-    return Response(answer.body(), status_code=answer.status, media_type=JSON_MEDIA_TYPE)
+            chunk: bytes = message.get("body", b"")
+            more = bool(message.get("more_body", False))
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > limit or (declared_size > limit and size >= keep):
+                return b"".join(chunks)[:keep], max(size, declared_size)
+        if declared_size > limit:
+            return b"".join(chunks)[:keep], declared_size
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks), size
 
 
 _upload_endpoint: Endpoint | None = None
@@ -178,8 +209,8 @@ def create_app(settings: Settings, task_source: TaskSource | None = None) -> Sta
 
     routes: list[BaseRoute] = [
         Route("/wehub/upload", upload, methods=["POST"]),
-        Route("/wehub", callback, methods=["POST"]),
-        Route("/wehub/{token}", callback, methods=["POST"]),
+        Route("/wehub", CallbackEndpoint(), methods=["POST"]),
+        Route("/wehub/{token}", CallbackEndpoint(), methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),

@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
+from gateway.converters import Convert, compile_record
 from schemas import topics
 from schemas.codec import CODEC
-from schemas.normalize import to_record
 
 _CONTACT_LISTS = (("group_list", "group"), ("friend_list", "friend"), ("public_list", "public"))
 
@@ -31,6 +31,7 @@ def _data_schema(schema_name: str) -> dict[str, Any]:
 DATA_SCHEMAS: dict[str, dict[str, Any]] = {
     action: _data_schema(name) for action, name in topics.EVENT_SCHEMAS.items()
 }
+_CONVERTERS: dict[str, Convert] = {action: compile_record(schema) for action, schema in DATA_SCHEMAS.items()}
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ class Envelope:
 
 def typed_data(action: str, data: dict[str, Any]) -> dict[str, Any]:
     """The request's data as a record of the action's data schema; raises FieldError."""
-    return to_record(DATA_SCHEMAS[action], data, "data")
+    record: dict[str, Any] = _CONVERTERS[action](data, "data")
+    return record
 
 
 def encode_event(envelope: Envelope, data_record: dict[str, Any]) -> bytes:

@@ -115,6 +115,7 @@ class CallbackHandler:
         self.dead_letter_topic = settings.topic(topics.DEAD_LETTER)
         self._topics = {action: settings.topic(action) for action in topics.EVENT_SCHEMAS}
         self._unknown_topic = settings.topic(topics.UNKNOWN_ACTION)
+        self._metric_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         # The websocket transport sets this to add `extension_protocol` to login_ack data.
         self.login_extension: Callable[[App, str], dict[str, Any] | None] | None = None
 
@@ -138,11 +139,23 @@ class CallbackHandler:
             )
             answer = await self.refuse(request, Refusal(errors.INTERNAL_ERROR, ack_type_for(request.action)))
             outcome = errors.INTERNAL_ERROR.name
-        action = _metric_action(request.action)
-        metrics.REQUESTS.labels(action, outcome).inc()
-        metrics.REQUEST_DURATION.labels(action).observe(time.perf_counter() - started)
-        metrics.BODY_SIZE.labels(action).observe(request.body_bytes)
+        self._observe(_metric_action(request.action), outcome, time.perf_counter() - started, request.body_bytes)
         return answer
+
+    def _observe(self, action: str, outcome: str, duration_s: float, body_bytes: int) -> None:
+        # Looking up labelled children costs more than the observation itself: keep them.
+        children = self._metric_children.get((action, outcome))
+        if children is None:
+            children = (
+                metrics.REQUESTS.labels(action, outcome),
+                metrics.REQUEST_DURATION.labels(action),
+                metrics.BODY_SIZE.labels(action),
+            )
+            self._metric_children[(action, outcome)] = children
+        requests, duration, size = children
+        requests.inc()
+        duration.observe(duration_s)
+        size.observe(body_bytes)
 
     async def _handle(self, request: Request) -> Answer:
         if request.body_bytes > self.largest_body_bytes:

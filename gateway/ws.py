@@ -254,6 +254,7 @@ class Hub:
         self.mark(bot)
 
     def detach(self, connection: Connection) -> None:
+        """Stop pushing to `connection` and release its bot."""
         bot = connection.bot
         connection.bot = None
         if bot is not None and self.connections.get(bot) is connection:
@@ -468,9 +469,9 @@ class Hub:
             self.attach(connection, bot)
             return {**payload, "data": data}
         if request.action == "logout":
+            # No more pushes, but the socket stays the bot's: events after a logout go through as over HTTP.
             self.detach(connection)
-            # A new login window: the client may log in again on this socket or close it.
-            connection.opened_at = time.monotonic()
+            connection.bot = bot
         return payload
 
 

@@ -42,11 +42,17 @@ async def test_corpus_uploads_store_the_bytes_of_truth(
 
     async with running_gateway(media_settings) as client:
         for upload in uploads:
-            form = upload_form(upload["file_index"], upload["filename"], upload["content_type"], upload["data"])
+            form = upload_form(
+                upload["file_index"], upload["filename"], upload["content_type"], upload["data"]
+            )
             response = await post_form(client, upload_url(sample_accounts["appid"], upload["bot"]), form)
             assert response.status_code == 200, response.text
-            assert response.json() == {"error_code": 0, "error_reason": "", "ack_type": "upload_file_ack",
-                                       "file_index": upload["file_index"]}
+            assert response.json() == {
+                "error_code": 0,
+                "error_reason": "",
+                "ack_type": "upload_file_ack",
+                "file_index": upload["file_index"],
+            }
 
     events = await read_records(media_settings, topics.MEDIA_STORED)
     assert len(events) == len(uploads)
@@ -94,7 +100,9 @@ async def test_file_larger_than_a_part_streams_to_its_key(
     store = MediaStore.from_settings(media_settings)
 
     async with running_gateway(media_settings) as client:
-        response = await post_form(client, upload_url(sample_accounts["appid"], sample_accounts["wxids"][0]), form)
+        response = await post_form(
+            client, upload_url(sample_accounts["appid"], sample_accounts["wxids"][0]), form
+        )
     assert response.status_code == 200, response.text
 
     [(_, _, event)] = await read_records(media_settings, topics.MEDIA_STORED)
@@ -103,17 +111,23 @@ async def test_file_larger_than_a_part_streams_to_its_key(
     stored, headers = await store.read(event["key"])
     assert stored == data
     assert headers["Content-Type"] == "video/mp4"
-    names = [item.object_name for item in store.client.list_objects(media_settings.media_bucket, recursive=True)]
+    names = [
+        item.object_name for item in store.client.list_objects(media_settings.media_bucket, recursive=True)
+    ]
     assert names == [event["key"]], "the temporary object of the stream must be removed"
 
 
-async def test_identity_in_form_parts_is_accepted(media_settings: Settings, sample_accounts: dict[str, Any]) -> None:
-    form = multipart([
-        ("appid", sample_accounts["appid"].encode(), None, None),
-        ("wxid", sample_accounts["wxids"][1].encode(), None, None),
-        ("file_index", b"index-from-parts", None, None),
-        ("file", b"voice bytes", "a.mp3", "audio/mpeg"),
-    ])
+async def test_identity_in_form_parts_is_accepted(
+    media_settings: Settings, sample_accounts: dict[str, Any]
+) -> None:
+    form = multipart(
+        [
+            ("appid", sample_accounts["appid"].encode(), None, None),
+            ("wxid", sample_accounts["wxids"][1].encode(), None, None),
+            ("file_index", b"index-from-parts", None, None),
+            ("file", b"voice bytes", "a.mp3", "audio/mpeg"),
+        ]
+    )
     async with running_gateway(media_settings) as client:
         response = await post_form(client, "/wehub/upload", form)
     assert response.status_code == 200, response.text
@@ -123,31 +137,53 @@ async def test_identity_in_form_parts_is_accepted(media_settings: Settings, samp
 
 REFUSALS = [
     pytest.param(
-        multipart([("file", b"abc", "a.jpg", "image/jpeg")]), 400, "upload_missing_part", "file_index",
+        multipart([("file", b"abc", "a.jpg", "image/jpeg")]),
+        400,
+        "upload_missing_part",
+        "file_index",
         id="missing_file_index",
     ),
     pytest.param(
-        multipart([("file_index", b"idx", None, None)]), 400, "upload_missing_part", "no file part",
+        multipart([("file_index", b"idx", None, None)]),
+        400,
+        "upload_missing_part",
+        "no file part",
         id="missing_file_part",
     ),
-    pytest.param(upload_form("idx", "a.jpg", "image/jpeg", b""), 400, "upload_empty_file", "empty", id="empty_file"),
     pytest.param(
-        upload_form("idx", "../../etc/cron.d/x.jpg", "image/jpeg", b"abc"), 400, "upload_unsafe_filename",
-        "file name", id="dot_dot_slash",
+        upload_form("idx", "a.jpg", "image/jpeg", b""), 400, "upload_empty_file", "empty", id="empty_file"
     ),
     pytest.param(
-        upload_form("idx", "/etc/passwd", "image/jpeg", b"abc"), 400, "upload_unsafe_filename", "file name",
+        upload_form("idx", "../../etc/cron.d/x.jpg", "image/jpeg", b"abc"),
+        400,
+        "upload_unsafe_filename",
+        "file name",
+        id="dot_dot_slash",
+    ),
+    pytest.param(
+        upload_form("idx", "/etc/passwd", "image/jpeg", b"abc"),
+        400,
+        "upload_unsafe_filename",
+        "file name",
         id="absolute_path",
     ),
     pytest.param(
-        upload_form("idx", "..\\..\\windows\\a.jpg", "image/jpeg", b"abc"), 400, "upload_unsafe_filename",
-        "file name", id="backslashes",
+        upload_form("idx", "..\\..\\windows\\a.jpg", "image/jpeg", b"abc"),
+        400,
+        "upload_unsafe_filename",
+        "file name",
+        id="backslashes",
     ),
     pytest.param(
-        upload_form("idx", "C:\\Users\\a.jpg", "image/jpeg", b"abc"), 400, "upload_unsafe_filename",
-        "file name", id="windows_drive",
+        upload_form("idx", "C:\\Users\\a.jpg", "image/jpeg", b"abc"),
+        400,
+        "upload_unsafe_filename",
+        "file name",
+        id="windows_drive",
     ),
-    pytest.param(("application/json", b"{}"), 400, "upload_not_multipart", "multipart/form-data", id="not_multipart"),
+    pytest.param(
+        ("application/json", b"{}"), 400, "upload_not_multipart", "multipart/form-data", id="not_multipart"
+    ),
 ]
 
 
@@ -161,7 +197,9 @@ async def test_bad_upload_is_refused_and_dead_lettered(
     reason_text: str,
 ) -> None:
     async with running_gateway(media_settings) as client:
-        response = await post_form(client, upload_url(sample_accounts["appid"], sample_accounts["wxids"][0]), form)
+        response = await post_form(
+            client, upload_url(sample_accounts["appid"], sample_accounts["wxids"][0]), form
+        )
 
     assert response.status_code == status
     answer = response.json()
@@ -184,12 +222,17 @@ async def test_file_over_the_limit_is_refused_with_413(
     store = MediaStore.from_settings(settings)
 
     async with running_gateway(settings) as client:
-        response = await post_form(client, upload_url(sample_accounts["appid"], sample_accounts["wxids"][0]), form)
+        response = await post_form(
+            client, upload_url(sample_accounts["appid"], sample_accounts["wxids"][0]), form
+        )
         # Without Content-Length the limit is enforced while the file streams in.
         content_type, body = form
-        chunks = (body[offset:offset + 65536] for offset in range(0, len(body), 65536))
-        streamed = await client.post(upload_url(sample_accounts["appid"], sample_accounts["wxids"][0]),
-                                     content=_aiter(chunks), headers={"Content-Type": content_type})
+        chunks = (body[offset : offset + 65536] for offset in range(0, len(body), 65536))
+        streamed = await client.post(
+            upload_url(sample_accounts["appid"], sample_accounts["wxids"][0]),
+            content=_aiter(chunks),
+            headers={"Content-Type": content_type},
+        )
 
     for answer in (response, streamed):
         assert answer.status_code == 413
@@ -226,8 +269,11 @@ async def test_upload_needs_the_url_token_of_its_appid(
 ) -> None:
     accounts = tmp_path / "accounts-with-token.toml"
     wxids = ", ".join(json.dumps(wxid) for wxid in sample_accounts["wxids"])
-    accounts.write_text(f'[[app]]\nappid = "{sample_accounts["appid"]}"\nsecret = "s"\nwxids = [{wxids}]\n'
-                        'url_token = "upload-token-1"\n', encoding="utf-8")
+    accounts.write_text(
+        f'[[app]]\nappid = "{sample_accounts["appid"]}"\nsecret = "s"\nwxids = [{wxids}]\n'
+        'url_token = "upload-token-1"\n',
+        encoding="utf-8",
+    )
     settings = media_settings.with_overrides(accounts=str(accounts))
     form = upload_form("idx", "a.jpg", "image/jpeg", b"abc")
     appid, wxid = sample_accounts["appid"], sample_accounts["wxids"][0]

@@ -35,6 +35,7 @@ from typing import Any
 from gateway.app import create_app
 from schemas import topics
 from schemas.codec import CODEC
+from tests.services import delete_topics_with_prefix
 from wehub import kafka
 from wehub import settings as settings_module
 
@@ -243,8 +244,6 @@ def main(argv: list[str] | None = None) -> int:
         try:
             results = asyncio.run(run(arguments, config, bots))
         finally:
-            from tests.services import delete_topics_with_prefix
-
             asyncio.run(delete_topics_with_prefix(bootstrap, prefix))
 
     text = report(results, arguments)

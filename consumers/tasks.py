@@ -62,7 +62,9 @@ class TasksProcessor:
                 raise Poison("invalid_record", f"field {name} is empty: expected a non-empty string")
 
     def process(self, client: Client, events: list[Event]) -> list[Rows]:
-        rows = [task_row(event.schema_name, event.record) for event in events if event.schema_name != SKIPPED]
+        rows: list[Sequence[Any]] = [
+            task_row(event.schema_name, event.record) for event in events if event.schema_name != SKIPPED
+        ]
         return [Rows("task_events_store", COLUMNS, rows)]
 
     def reset(self) -> None:

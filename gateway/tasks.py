@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from starlette.routing import BaseRoute
 
+from gateway.app import default_gateway_name
 from gateway.publisher import Publisher, PublishError, Record
 from gateway.tasks_api import task_routes
 from gateway.tasks_board import Claim, Pacing, PendingTask, TaskBoard
@@ -242,7 +243,7 @@ class KafkaTaskSource:
             return
         status = record["status"]
         if status == "dispatched":
-            self.board.apply_dispatch(task_id, record["appid"], record["bot_wxid"], record["task_type"],
+            self.board.apply_dispatch(task_id, (record["appid"], record["bot_wxid"]), record["task_type"],
                                       record.get("gateway") or "", at)
             grace = 0 if record.get("gateway") == self.gateway_name else self.claim_ttl_ms
             heapq.heappush(self._deadlines, (at + self.result_timeout_ms + grace, "result", task_id))
@@ -305,7 +306,7 @@ class KafkaTaskSource:
 
     def _hand_out(self, task: PendingTask, now: int) -> dict[str, Any]:
         self._own_claims.pop(task.task_id, None)
-        self.board.apply_dispatch(task.task_id, task.appid, task.bot_wxid, task.task_type, self.gateway_name, now)
+        self.board.apply_dispatch(task.task_id, (task.appid, task.bot_wxid), task.task_type, self.gateway_name, now)
         heapq.heappush(self._deadlines, (now + self.result_timeout_ms, "result", task.task_id))
         # The hand-out does not wait for this record: the winning claim already keeps every other
         # replica from sending the task, whether or not the dispatch record arrives.
@@ -444,8 +445,6 @@ class KafkaTaskSource:
 
 def build_task_source(settings: Settings, publisher: Publisher) -> KafkaTaskSource:
     """The gateway's task source; called by gateway.app before the publisher starts."""
-    from gateway.app import default_gateway_name
-
     # A fresh suffix per process: claims of an earlier run of this gateway must not count as its own.
     name = f"{default_gateway_name(settings)}-{uuid.uuid4().hex[:6]}"
     return KafkaTaskSource(settings, publisher, name, claim_ahead=bool(settings.task_claim_ahead))

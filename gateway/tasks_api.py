@@ -51,6 +51,34 @@ def _refusal(status: int, reason: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error_reason": reason, **extra}, status_code=status, headers=headers)
 
 
+class _Refused(Exception):
+    def __init__(self, response: JSONResponse) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+class _InvalidItem(Exception):
+    def __init__(self, index: int, error: TaskInvalid) -> None:
+        super().__init__(error.code)
+        self.index = index
+        self.error = error
+
+
+def _task_records(items: list[Any], apps: dict[str, frozenset[str]], tasks_topic: str) -> list[Record]:
+    """Validate every item, then encode them all; raises _InvalidItem at the first invalid one."""
+    created_at = now_ms()
+    records = []
+    for index, item in enumerate(items):
+        try:
+            submission = parse_submission(item, only_appid(apps), created_at, index)
+            check_account(submission, apps)
+        except TaskInvalid as error:
+            raise _InvalidItem(index, error) from None
+        value = CODEC.encode(topics.TASK_SCHEMA, submission.record(created_at, SOURCE))
+        records.append(Record(tasks_topic, submission.task_id.encode(), value))
+    return records
+
+
 def task_routes(settings: Settings, publisher: Publisher) -> list[BaseRoute]:
     """The route of POST /api/tasks, writing through the gateway's publisher."""
     locale = str(settings.locale)
@@ -67,39 +95,38 @@ def task_routes(settings: Settings, publisher: Publisher) -> list[BaseRoute]:
             return _refusal(401, _message(locale, "unauthorized"))
         return None
 
+    async def read_items(request: Request) -> list[Any]:
+        body = await request.body()
+        if len(body) > body_limit:
+            raise _Refused(_refusal(413, CATALOG.render("body_too_large", locale, size=len(body), limit=body_limit)))
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            reason = CATALOG.render("not_json", locale, field="body", detail=str(error)[:60])
+            raise _Refused(_refusal(400, reason, field="body")) from None
+        items = document if isinstance(document, list) else [document]
+        if len(items) > MAX_TASKS_PER_REQUEST:
+            reason = CATALOG.render("too_many_tasks", locale, field="body", value=len(items),
+                                    limit=MAX_TASKS_PER_REQUEST)
+            raise _Refused(_refusal(400, reason, field="body"))
+        return items
+
     async def submit(request: Request) -> JSONResponse:
         refused = authorized(request)
         if refused is not None:
             return refused
-        body = await request.body()
-        if len(body) > body_limit:
-            return _refusal(413, CATALOG.render("too_many_tasks", locale, field="body", value=len(body),
-                                                limit=body_limit))
         try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError as error:
-            return _refusal(400, CATALOG.render("not_json", locale, field="body", detail=str(error)[:60]),
-                            field="body")
-        items = document if isinstance(document, list) else [document]
-        if len(items) > MAX_TASKS_PER_REQUEST:
-            return _refusal(400, CATALOG.render("too_many_tasks", locale, field="body", value=len(items),
-                                                limit=MAX_TASKS_PER_REQUEST), field="body")
-        try:
+            items = await read_items(request)
             apps = {app.appid: app.wxids for app in read_apps(Path(settings.accounts)).values()}
+            records = _task_records(items, apps, tasks_topic)
+        except _Refused as refusal:
+            return refusal.response
         except AccountsError:
             log.exception("POST /api/tasks cannot read the accounts file")
             return _refusal(503, _message(locale, "accounts"))
-
-        created_at = now_ms()
-        records = []
-        for index, item in enumerate(items):
-            try:
-                submission = parse_submission(item, only_appid(apps), created_at, index)
-                check_account(submission, apps)
-            except TaskInvalid as error:
-                return _refusal(400, error.render(locale), field=error.field, index=index)
-            value = CODEC.encode(topics.TASK_SCHEMA, submission.record(created_at, SOURCE))
-            records.append(Record(tasks_topic, submission.task_id.encode(), value))
+        except _InvalidItem as invalid:
+            reason = invalid.error.render(locale)
+            return _refusal(400, reason, field=invalid.error.field, index=invalid.index)
 
         try:
             await publisher.publish(records)

@@ -151,13 +151,13 @@ class TaskBoard:
         if claim is not None and claim.claim_id == claim_id and task_id not in self.dispatched:
             del self.claims[task_id]
 
-    def apply_dispatch(self, task_id: str, appid: str, bot_wxid: str, task_type: int, gateway: str, at: int) -> None:
+    def apply_dispatch(self, task_id: str, bot_key: BotKey, task_type: int, gateway: str, at: int) -> None:
         """Count a hand-out once, whether it comes from this replica or back from the topic."""
         if task_id in self.finished or task_id in self.dispatched:
             return
         self.dispatched[task_id] = at
         self.dispatched_by[task_id] = gateway
-        bot = self.bots.setdefault((appid, bot_wxid), BotState())
+        bot = self.bots.setdefault(bot_key, BotState())
         bot.last_dispatch_at = max(bot.last_dispatch_at, at)
         if task_type == ACCEPT_FRIEND_REQUEST:
             day = at // DAY_MS

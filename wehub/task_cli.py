@@ -85,14 +85,14 @@ def _documents(arguments: argparse.Namespace) -> list[Any]:
             del task_dict["wxid_to"]
     else:
         task_dict = {}
-    document: dict[str, Any] = {"bot_wxid": arguments.bot, "task_type": arguments.task_type, "task_dict": task_dict}
+    task: dict[str, Any] = {"bot_wxid": arguments.bot, "task_type": arguments.task_type, "task_dict": task_dict}
     if arguments.task_id:
-        document["task_id"] = arguments.task_id
+        task["task_id"] = arguments.task_id
     if arguments.not_before is not None:
-        document["not_before"] = arguments.not_before
+        task["not_before"] = arguments.not_before
     if arguments.expires_in is not None:
-        document["expires_at"] = now_ms() + int(arguments.expires_in * 1000)
-    return [document]
+        task["expires_at"] = now_ms() + int(arguments.expires_in * 1000)
+    return [task]
 
 
 async def produce(settings: Settings, submissions: list[Submission], created_at: int, source: str) -> None:

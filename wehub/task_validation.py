@@ -69,6 +69,10 @@ CATALOG = Catalog({
         "en": "field {field}: not valid JSON ({detail}), expected a task object or an array of them",
         "zh-CN": "字段 {field}：不是合法的 JSON（{detail}）：应为任务对象或任务对象数组",
     },
+    "body_too_large": {
+        "en": "the body has {size} bytes, more than the limit of {limit} bytes: submit fewer tasks at once",
+        "zh-CN": "请求体有 {size} 字节，超过上限 {limit} 字节：请分批提交任务",
+    },
     "too_many_tasks": {
         "en": "field {field}: {value} tasks in one request, expected at most {limit}",
         "zh-CN": "字段 {field}：一次请求包含 {value} 个任务，最多允许 {limit} 个",

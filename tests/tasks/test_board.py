@@ -29,7 +29,7 @@ def test_oldest_task_first_whatever_the_arrival_order() -> None:
     view.add_task(task("a", created_at=NOW - 20))
     view.add_task(task("c", created_at=NOW - 10))
     assert chosen(view) == "a"
-    view.apply_dispatch("a", APPID, BOT, 1, "g1", NOW)
+    view.apply_dispatch("a", (APPID, BOT), 1, "g1", NOW)
     assert chosen(view) == "b"
 
 
@@ -71,8 +71,8 @@ def test_claim_arriving_before_its_task_still_counts() -> None:
 def test_dispatched_task_is_never_chosen_again() -> None:
     view = board()
     view.add_task(task("a"))
-    view.apply_dispatch("a", APPID, BOT, 1, "g1", NOW)
-    view.apply_dispatch("a", APPID, BOT, 1, "g1", NOW)
+    view.apply_dispatch("a", (APPID, BOT), 1, "g1", NOW)
+    view.apply_dispatch("a", (APPID, BOT), 1, "g1", NOW)
     assert chosen(view, NOW + 10) is None
 
 
@@ -91,7 +91,7 @@ def test_minimum_interval_between_tasks_of_a_bot() -> None:
     view.add_task(task("a"))
     view.add_task(task("b"))
     assert not view.paced(APPID, BOT, NOW)
-    view.apply_dispatch("a", APPID, BOT, 1, "g1", NOW)
+    view.apply_dispatch("a", (APPID, BOT), 1, "g1", NOW)
     assert view.paced(APPID, BOT, NOW + 1999)
     assert not view.paced(APPID, BOT, NOW + 2000)
 
@@ -101,8 +101,8 @@ def test_daily_accept_cap_holds_back_friend_accepts_only() -> None:
     for number in range(3):
         view.add_task(task(f"accept{number}", created_at=NOW - 100 + number, task_type=13))
     view.add_task(task("send", created_at=NOW, task_type=1))
-    view.apply_dispatch("accept0", APPID, BOT, 13, "g1", NOW)
-    view.apply_dispatch("accept1", APPID, BOT, 13, "g1", NOW)
+    view.apply_dispatch("accept0", (APPID, BOT), 13, "g1", NOW)
+    view.apply_dispatch("accept1", (APPID, BOT), 13, "g1", NOW)
     assert chosen(view) == "send"
     next_day = (NOW // DAY_MS + 1) * DAY_MS
     assert chosen(view, next_day) == "accept2"
@@ -113,7 +113,7 @@ def test_not_before_delays_a_task_without_blocking_later_ones() -> None:
     view.add_task(task("later", created_at=NOW - 20, not_before=NOW + 5000))
     view.add_task(task("now", created_at=NOW - 10))
     assert chosen(view) == "now"
-    view.apply_dispatch("now", APPID, BOT, 1, "g1", NOW)
+    view.apply_dispatch("now", (APPID, BOT), 1, "g1", NOW)
     assert chosen(view, NOW + 4999) is None
     assert chosen(view, NOW + 5000) == "later"
 

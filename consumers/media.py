@@ -80,6 +80,8 @@ COLUMNS = (
 )
 UPLOAD_TYPES = (3, 34, 43, 4903)
 EMOJI, LINK = 47, 49
+AVATAR_ACTIONS = ("login", "report_new_friend")
+AVATAR_SCHEMAS = {topics.EVENT_SCHEMAS[action] for action in AVATAR_ACTIONS}
 # stored beats failed beats requested/skipped, whatever order the events arrive in.
 STATUS_RANK = {"requested": 1, "skipped": 1, "failed": 2, "stored": 3}
 MAX_RECORDS_PER_BATCH = 200
@@ -214,14 +216,19 @@ class MediaPolicy:
     """Which files to request or fetch, from the settings."""
 
     def __init__(self, settings: Settings) -> None:
-        self.request_types = {
-            int(text) for text in str(settings.media_policy_types).split(",") if text.strip()
-        }
+        self.request_types = {int(text) for text in str(settings.media_policy_types).split(",") if text.strip()}
         self.max_request_bytes = int(settings.media_max_request_bytes)
         self.fetch = media_fetch.FetchPolicy.from_settings(settings)
+        self.fetch_avatars = bool(settings.media_fetch_avatars)
 
-    def decide(self, event: dict[str, Any]) -> list[Decision]:
-        """The decisions for the files of one ReportNewMsgEvent record (none for other messages)."""
+    def actions(self) -> list[str]:
+        """The actions whose records carry media under this policy."""
+        return ["report_new_msg", *AVATAR_ACTIONS] if self.fetch_avatars else ["report_new_msg"]
+
+    def decide(self, schema_name: str, event: dict[str, Any]) -> list[Decision]:
+        """The decisions for the files of one event record (none for messages without media)."""
+        if schema_name in AVATAR_SCHEMAS:
+            return self._decide_avatar(event)
         msg = event["data"]["msg"]
         msg_type = int(msg["msg_type"])
         base = {
@@ -234,12 +241,17 @@ class MediaPolicy:
             return [self._decide_upload(msg, base)]
         return [self._decide_url(url, msg, base) for url in media_urls(msg)]
 
+    def _decide_avatar(self, event: dict[str, Any]) -> list[Decision]:
+        url = event["data"].get("head_img") or ""
+        if not self.fetch_avatars or not url:
+            return []
+        base = {"appid": event["appid"], "bot_wxid": event["bot_wxid"], "message_id": event["event_id"]}
+        return [self._decide_url(url, {}, {**base, "msg_type": 0})]
+
     def _decide_upload(self, msg: dict[str, Any], base: dict[str, Any]) -> Decision:
         file_index = str(msg.get("file_index") or "")
         size = declared_size(msg)
-        row = MediaRow(
-            file_index=file_index, declared_size=size, file_name=msg.get("file_name") or "", **base
-        )
+        row = MediaRow(file_index=file_index, declared_size=size, file_name=msg.get("file_name") or "", **base)
         if not file_index:
             return Decision(replace(row, status="skipped", reason="no_file_index"), "skip")
         if is_local_path(file_index):
@@ -253,9 +265,7 @@ class MediaPolicy:
 
     def _decide_url(self, url: str, msg: dict[str, Any], base: dict[str, Any]) -> Decision:
         size = declared_size(msg)
-        row = MediaRow(
-            file_index=url_file_index(url), origin="url", source_url=url, declared_size=size, **base
-        )
+        row = MediaRow(file_index=url_file_index(url), origin="url", source_url=url, declared_size=size, **base)
         if not self.fetch.enabled:
             return Decision(replace(row, status="skipped", reason="fetch_disabled"), "skip")
         if size is not None and size > self.fetch.max_bytes:
@@ -279,9 +289,7 @@ class MediaState:
             "WHERE file_index IN {file_indexes:Array(String)}"
         )
         try:
-            result = self.client.query(
-                query, parameters={"file_indexes": sorted({item[2] for item in wanted})}
-            )
+            result = self.client.query(query, parameters={"file_indexes": sorted({item[2] for item in wanted})})
         except (ClickHouseError, OSError) as error:
             raise translate(error, "reading the media table") from None
         found = {}
@@ -307,16 +315,16 @@ class MediaConsumer:
 
     name = NAME
 
-    def __init__(
-        self, settings: Settings, client: Client | None = None, store: MediaStore | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, client: Client | None = None, store: MediaStore | None = None) -> None:
         self.settings = settings
         self.database = str(settings.clickhouse_database)
         self.policy = MediaPolicy(settings)
         self.store = store or MediaStore.from_settings(settings)
         self._client = client
-        self._messages_topic = settings.topic("report_new_msg")
         self._stored_topic = settings.topic(topics.MEDIA_STORED)
+        # The schema each subscribed topic carries.
+        self._schemas = {settings.topic(action): topics.EVENT_SCHEMAS[action] for action in self.policy.actions()}
+        self._schemas[self._stored_topic] = topics.MEDIA_STORED_SCHEMA
         self._tasks_topic = settings.topic(topics.TASKS)
         self._stop = asyncio.Event()
         self._submitted: set[str] = set()
@@ -338,8 +346,7 @@ class MediaConsumer:
         group = f"{self.settings.topic_prefix}.consumer.{self.name}"
         consumer = kafka.make_consumer(
             self.settings,
-            self._messages_topic,
-            self._stored_topic,
+            *self._schemas,
             group_id=group,
             max_poll_interval_ms=300_000,
         )
@@ -356,9 +363,7 @@ class MediaConsumer:
             await fetcher.aclose()
             log.info("consumer %s stopped after %d records", self.name, self.handled_records)
 
-    async def _loop(
-        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, fetcher: httpx.AsyncClient
-    ) -> None:
+    async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, fetcher: httpx.AsyncClient) -> None:
         wait_ms = max(1, int(self.settings.batch_max_wait_ms))
         while not self._stop.is_set():
             batches = await consumer.getmany(timeout_ms=wait_ms, max_records=MAX_RECORDS_PER_BATCH)
@@ -398,9 +403,7 @@ class MediaConsumer:
                 await asyncio.sleep(delay)
                 delay = min(BACKOFF_MAX_S, delay * 2)
 
-    async def handle(
-        self, messages: Sequence[Any], producer: AIOKafkaProducer, fetcher: httpx.AsyncClient
-    ) -> None:
+    async def handle(self, messages: Sequence[Any], producer: AIOKafkaProducer, fetcher: httpx.AsyncClient) -> None:
         """Take one batch of Kafka records: decide, submit tasks, fetch URLs, insert rows. Idempotent."""
         decoded = [(message, self._decode(message)) for message in messages]
         batch = Batch()
@@ -413,7 +416,7 @@ class MediaConsumer:
             decision
             for name, record in events
             if name != topics.MEDIA_STORED_SCHEMA
-            for decision in self.policy.decide(record)
+            for decision in self.policy.decide(name, record)
         ]
         stored = [record for name, record in events if name == topics.MEDIA_STORED_SCHEMA]
         identities = {decision.row.identity for decision in decisions}
@@ -439,11 +442,7 @@ class MediaConsumer:
             name, record = CODEC.decode(message.value)
         except CodecError as error:
             return str(error)
-        expected = (
-            topics.MEDIA_STORED_SCHEMA
-            if message.topic == self._stored_topic
-            else topics.EVENT_SCHEMAS["report_new_msg"]
-        )
+        expected = self._schemas.get(message.topic)
         if name != expected:
             return f"schema {name} on topic {message.topic}: expected {expected}"
         for key in ("event_id", "appid", "bot_wxid"):
@@ -516,9 +515,7 @@ class MediaConsumer:
                 return await self._fetch_one(row, fetcher)
 
         events = await asyncio.gather(*(one(row) for row in batch.fetches))
-        records = [
-            (row.bot_wxid.encode(), event) for row, event in zip(batch.fetches, events, strict=True) if event
-        ]
+        records = [(row.bot_wxid.encode(), event) for row, event in zip(batch.fetches, events, strict=True) if event]
         if not records:
             return
         try:
@@ -598,9 +595,7 @@ class MediaConsumer:
             },
         )
 
-    async def _send_dead_letters(
-        self, producer: AIOKafkaProducer, letters: list[tuple[bytes | None, bytes]]
-    ) -> None:
+    async def _send_dead_letters(self, producer: AIOKafkaProducer, letters: list[tuple[bytes | None, bytes]]) -> None:
         if not letters:
             return
         now = time.monotonic()
@@ -624,9 +619,7 @@ class MediaConsumer:
 
 def stored_row(record: dict[str, Any], previous: MediaRow | None) -> MediaRow:
     """The row of a MediaStored record, keeping what the message's row knew (message_id, task_id ...)."""
-    base = previous or MediaRow(
-        record["appid"], record["bot_wxid"], record["file_index"], origin=record["origin"]
-    )
+    base = previous or MediaRow(record["appid"], record["bot_wxid"], record["file_index"], origin=record["origin"])
     return replace(
         base,
         origin=record.get("origin") or base.origin,

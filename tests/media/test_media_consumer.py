@@ -28,9 +28,7 @@ from wehub.settings import Settings
 
 pytestmark = pytest.mark.services
 
-MEDIA_COLUMNS = (
-    "file_index, message_id, status, reason, bucket, key, sha256, size, content_type, task_id, origin"
-)
+MEDIA_COLUMNS = "file_index, message_id, status, reason, bucket, key, sha256, size, content_type, task_id, origin"
 WAIT_S = 90.0
 
 
@@ -188,14 +186,10 @@ async def test_message_delivered_twice_and_consumer_restarted_gives_one_task(
     # A new consumer of the same group reads only the third delivery.
     await consume_until(media_settings, group_caught_up(media_settings))
 
-    tasks = [
-        task for task in await upload_tasks(media_settings) if task["task_dict"]["file_index"] == file_index
-    ]
+    tasks = [task for task in await upload_tasks(media_settings) if task["task_dict"]["file_index"] == file_index]
     assert len(tasks) == 1
     task = tasks[0]
-    assert task["task_id"] == upload_task_id(
-        sample_accounts["appid"], sample_accounts["wxids"][0], file_index
-    )
+    assert task["task_id"] == upload_task_id(sample_accounts["appid"], sample_accounts["wxids"][0], file_index)
     assert task["bot_wxid"] == sample_accounts["wxids"][0]
     assert task["source"] == "consumer:media"
     row = media_rows(media_settings)[file_index]
@@ -368,3 +362,26 @@ async def test_url_on_a_loopback_address_is_refused_without_allow_private(
     row = media_rows(settings)[url_file_index(url)]
     assert (row["status"], row["reason"]) == ("failed", "private_address")
     assert requested == []
+
+
+async def test_new_friend_avatar_is_fetched_when_avatars_are_enabled(
+    media_settings: Settings, sample_accounts: dict[str, Any]
+) -> None:
+    avatar = b"\xff\xd8\xff" + b"a" * 500
+    settings = media_settings.with_overrides(
+        media_fetch_hosts="127.0.0.1", media_fetch_allow_private=True, media_fetch_avatars=True
+    )
+    with media_server({"/mmhead/132": (avatar, "image/jpeg")}) as base:
+        url = f"{base}/mmhead/132"
+        body = {
+            "action": "report_new_friend",
+            "appid": sample_accounts["appid"],
+            "wxid": sample_accounts["wxids"][0],
+            "data": {"fans_wxid": "wxid_newfriend01", "nickname": "n", "head_img": url},
+        }
+        await send(settings, [body])
+        await consume_until(settings, rows_cover(settings, {url_file_index(url)}))
+
+    row = media_rows(settings)[url_file_index(url)]
+    assert (row["status"], row["origin"], row["size"]) == ("stored", "url", len(avatar))
+    assert row["sha256"] == hashlib.sha256(avatar).hexdigest()

@@ -80,9 +80,7 @@ def test_local_path_is_recognised(file_index: str, local: bool) -> None:
 
 
 def _sample_messages(samples_dir: Path) -> list[dict[str, Any]]:
-    bodies = [
-        json.loads(line) for line in (samples_dir / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
-    ]
+    bodies = [json.loads(line) for line in (samples_dir / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
     return [
         line["body"]["data"]["msg"]
         for line in bodies
@@ -93,12 +91,12 @@ def _sample_messages(samples_dir: Path) -> list[dict[str, Any]]:
 def test_declared_size_reads_raw_msg_length_and_file_size(samples_dir: Path) -> None:
     sizes = {int(msg["msg_type"]): declared_size(msg) for msg in _sample_messages(samples_dir)}
     assert all(isinstance(sizes[msg_type], int) for msg_type in (3, 34, 4903, 47))
-    assert (
-        declared_size({"msg_type": 43, "raw_msg": '<msg><videomsg length="4096" playlength="3"/></msg>'})
-        == 4096
-    )
+    assert declared_size({"msg_type": 43, "raw_msg": '<msg><videomsg length="4096" playlength="3"/></msg>'}) == 4096
     assert declared_size({"msg_type": 3, "raw_msg": "<msg><img/></msg>"}) is None
     assert declared_size({"msg_type": 3, "raw_msg": "<msg><img length="}) is None
+
+
+MESSAGE_SCHEMA = "wehub.event.ReportNewMsgEvent"
 
 
 def _event(msg: dict[str, Any]) -> dict[str, Any]:
@@ -106,32 +104,28 @@ def _event(msg: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_policy_requests_files_of_policy_types_under_the_cap(pipeline_settings: Settings) -> None:
-    policy = MediaPolicy(
-        pipeline_settings.with_overrides(media_policy_types="3,43", media_max_request_bytes=1000)
-    )
+    policy = MediaPolicy(pipeline_settings.with_overrides(media_policy_types="3,43", media_max_request_bytes=1000))
     image = policy.decide(
-        _event({"msg_type": 3, "file_index": "i1", "raw_msg": '<msg><img length="999"/></msg>'})
+        MESSAGE_SCHEMA, _event({"msg_type": 3, "file_index": "i1", "raw_msg": '<msg><img length="999"/></msg>'})
     )
     big = policy.decide(
-        _event({"msg_type": 3, "file_index": "i2", "raw_msg": '<msg><img length="1001"/></msg>'})
+        MESSAGE_SCHEMA, _event({"msg_type": 3, "file_index": "i2", "raw_msg": '<msg><img length="1001"/></msg>'})
     )
-    voice = policy.decide(_event({"msg_type": 34, "file_index": "v1", "msg_id": "m3"}))
-    text = policy.decide(_event({"msg_type": 1, "msg": "hello"}))
+    voice = policy.decide(MESSAGE_SCHEMA, _event({"msg_type": 34, "file_index": "v1", "msg_id": "m3"}))
+    text = policy.decide(MESSAGE_SCHEMA, _event({"msg_type": 1, "msg": "hello"}))
 
     assert [(d.action, d.row.status, d.row.reason) for d in image] == [("request", "requested", "")]
     assert image[0].row.task_id == upload_task_id("wh_app", "wxid_bot", "i1")
     assert image[0].row.message_id == "e1"
     assert [(d.action, d.row.reason) for d in big] == [("skip", "too_large")]
-    assert [(d.action, d.row.reason, d.row.message_id) for d in voice] == [
-        ("skip", "type_not_in_policy", "m3")
-    ]
+    assert [(d.action, d.row.reason, d.row.message_id) for d in voice] == [("skip", "type_not_in_policy", "m3")]
     assert text == []
 
 
 def test_policy_records_url_media_as_skipped_when_fetching_is_off(pipeline_settings: Settings) -> None:
     policy = MediaPolicy(pipeline_settings)
     url = "http://emoji.qpic.cn/wx_emoji/abc/"
-    [decision] = policy.decide(_event({"msg_type": 47, "emoji_url": url}))
+    [decision] = policy.decide(MESSAGE_SCHEMA, _event({"msg_type": 47, "emoji_url": url}))
     assert (decision.action, decision.row.reason, decision.row.file_index) == (
         "skip",
         "fetch_disabled",
@@ -142,7 +136,7 @@ def test_policy_records_url_media_as_skipped_when_fetching_is_off(pipeline_setti
 def test_link_thumbnail_comes_from_raw_msg_when_the_field_is_empty(pipeline_settings: Settings) -> None:
     policy = MediaPolicy(pipeline_settings.with_overrides(media_fetch_hosts="qpic.cn"))
     raw = "<msg><appmsg><title>t</title><thumburl>http://mmbiz.qpic.cn/abc</thumburl></appmsg></msg>"
-    [decision] = policy.decide(_event({"msg_type": 49, "link_img_url": "", "raw_msg": raw}))
+    [decision] = policy.decide(MESSAGE_SCHEMA, _event({"msg_type": 49, "link_img_url": "", "raw_msg": raw}))
     assert (decision.action, decision.row.source_url) == ("fetch", "http://mmbiz.qpic.cn/abc")
 
 
@@ -171,3 +165,24 @@ def test_fetch_allowlist_matches_hosts_and_subdomains_only() -> None:
 )
 def test_private_loopback_and_link_local_addresses_are_not_public(address: str, public: bool) -> None:
     assert is_public(address) is public
+
+
+def test_avatars_are_fetched_only_when_enabled(pipeline_settings: Settings) -> None:
+    event = {
+        "event_id": "e9",
+        "appid": "wh_app",
+        "bot_wxid": "wxid_bot",
+        "data": {"head_img": "http://wx.qlogo.cn/a/132"},
+    }
+    enabled = MediaPolicy(pipeline_settings.with_overrides(media_fetch_hosts="qlogo.cn", media_fetch_avatars=True))
+    disabled = MediaPolicy(pipeline_settings.with_overrides(media_fetch_hosts="qlogo.cn"))
+
+    [decision] = enabled.decide("wehub.event.ReportNewFriendEvent", event)
+    assert (decision.action, decision.row.source_url, decision.row.message_id) == (
+        "fetch",
+        "http://wx.qlogo.cn/a/132",
+        "e9",
+    )
+    assert enabled.actions() == ["report_new_msg", "login", "report_new_friend"]
+    assert disabled.decide("wehub.event.ReportNewFriendEvent", event) == []
+    assert disabled.actions() == ["report_new_msg"]

@@ -94,7 +94,7 @@ class TasksRunner(Runner):
 def make_runner(settings: Settings, client: Client | None = None) -> TasksRunner:
     """The tasks consumer, ready to `run()`; it is its own consumer group like the others.
 
-    NOTE: not in consumers.registry yet, because `wehub consume` builds a plain Runner, which
-    refuses task records as poison; it needs to build TasksRunner for this processor first.
+    NOTE: not in consumers.registry yet. `wehub consume` builds a plain Runner, which rejects
+    task records as poison, so it must build TasksRunner for this processor first.
     """
     return TasksRunner(settings, TasksProcessor(settings), client)

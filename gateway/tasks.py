@@ -48,16 +48,16 @@ log = logging.getLogger(__name__)
 
 CLAIM_SCHEMA = "wehub.task.TaskClaim"
 CLAIM_TTL_S = 30.0
-# Longest wait for a claim to come back through Kafka before pull_task answers without a task.
+# Longest wait for a claim to come back through Kafka; pull_task then returns no task.
 CLAIM_READ_BACK_S = 2.0
-# Longest wait at start for the view to catch up with both topics; pull_task answers empty until then.
+# Longest wait at start for the view to catch up with both topics. Until then pull_task returns no task.
 CATCH_UP_WAIT_S = 120.0
 _SWEEP_INTERVAL_S = 0.5
 _FORGET_INTERVAL_S = 60.0
 
 
 def tombstone(topic: str, task_id: str) -> Record:
-    """A null-valued record for `task_id`: compaction then drops the task everywhere."""
+    """Build the null-valued record for `task_id`, after which compaction drops the task."""
     # Publisher hands the value to aiokafka unchanged, and aiokafka sends None as a null value.
     return Record(topic, task_id.encode(), cast(bytes, None))
 
@@ -122,6 +122,8 @@ class KafkaTaskSource:
                           ", ".join(sorted(missing)))
                 return
             consumer.assign(partitions)
+            # NOTE: the status topic is read from its first retained record, so start-up time and the
+            # memory of finished task ids grow with its retention (Kafka's default is 7 days).
             await consumer.seek_to_beginning(*partitions)
             # Status ends first: a claim read before its end names a task written before it.
             status_ends = await consumer.end_offsets([p for p in partitions if p.topic == self.status_topic])
@@ -135,7 +137,7 @@ class KafkaTaskSource:
         try:
             await asyncio.wait_for(self._ready.wait(), CATCH_UP_WAIT_S)
         except TimeoutError:
-            log.warning("task view still catching up after %.0f s; pull_task answers empty until then",
+            log.warning("task view still catching up after %.0f s, pull_task returns no task until it is done",
                         CATCH_UP_WAIT_S)
         self._sweeper = asyncio.create_task(self._sweep())
 
@@ -271,8 +273,10 @@ class KafkaTaskSource:
     # pull_task.
 
     async def next_task(self, appid: str, bot_wxid: str) -> dict[str, Any] | None:
-        """The bot's oldest due task if this replica may hand it out now, else None; never raises
-        for Kafka trouble (the bot simply polls again)."""
+        """Return the bot's oldest due task if this replica may hand it out now, else None.
+
+        A claim that Kafka does not confirm within CLAIM_READ_BACK_S also gives None (the bot polls again).
+        """
         if not self._ready.is_set():
             return None
         now = now_ms()

@@ -1,8 +1,8 @@
 """`POST /api/tasks`: submit tasks over HTTP, authenticated by the admin token.
 
 The body is one task object or an array of them (fields as `wehub task send --json` takes them).
-Every task is validated before any is produced, so a request is written whole or not at all;
-a refusal is HTTP 400 naming the field and the index of the offending task.
+Every task is validated before any is produced, so a request is written whole or not at all.
+An invalid task gets HTTP 400 naming the field and the index of the offending task.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def _task_records(items: list[Any], apps: dict[str, frozenset[str]], tasks_topic
 
 
 def task_routes(settings: Settings, publisher: Publisher) -> list[BaseRoute]:
-    """The route of POST /api/tasks, writing through the gateway's publisher."""
+    """Build the route of POST /api/tasks, which writes through the gateway's publisher."""
     locale = str(settings.locale)
     tasks_topic = settings.topic(topics.TASKS)
     body_limit = int(settings.body_limit_bytes)

@@ -1,6 +1,6 @@
 """The gateway's in-memory view of pending tasks, built from the task and task status topics.
 
-The view holds no I/O: `gateway.tasks` feeds it the records of both topics in partition order and
+The view does no I/O: `gateway.tasks` feeds it the records of both topics in partition order and
 asks it which task a bot may get next. Every replica builds the same view from the same records,
 so the rules here decide the same way everywhere:
 
@@ -45,7 +45,7 @@ class PendingTask:
 
 @dataclass(slots=True)
 class Claim:
-    """The winning claim of a task: who holds it and since when (milliseconds)."""
+    """The winning claim of a task: its claim_id, the claiming gateway and the claim time (ms)."""
 
     claim_id: str
     gateway: str
@@ -75,7 +75,7 @@ class Pacing:
 
 @dataclass(frozen=True)
 class Choice:
-    """What a bot may get now: `task`, the state of its claim, and tasks found past expires_at."""
+    """The task a bot may get now, its winning claim if any, and the tasks found past expires_at."""
 
     task: PendingTask | None
     claim: Claim | None
@@ -140,13 +140,13 @@ class TaskBoard:
     # Records of the status topic.
 
     def apply_claim(self, task_id: str, claim_id: str, gateway: str, at: int) -> None:
-        """A claim wins when the task has no unreleased claim yet; otherwise it is ignored."""
+        """Record a claim as the winner when the task has no unreleased claim yet, else ignore it."""
         if task_id in self.finished or task_id in self.claims or task_id in self.dispatched:
             return
         self.claims[task_id] = Claim(claim_id, gateway, at)
 
     def apply_release(self, task_id: str, claim_id: str) -> None:
-        """A release by the winning claim makes the task claimable again; any other is ignored."""
+        """Make the task claimable again when the winning claim is released; ignore other releases."""
         claim = self.claims.get(task_id)
         if claim is not None and claim.claim_id == claim_id and task_id not in self.dispatched:
             del self.claims[task_id]
@@ -166,7 +166,7 @@ class TaskBoard:
             bot.accept_count += 1
 
     def apply_finish(self, task_id: str, now: int) -> None:
-        """A result or an expiry: the task is not handed out again, even if a late record names it."""
+        """Retire a task after its result or expiry, so a late record for its id does not revive it."""
         self.finished.setdefault(task_id, now)
         self.remove_task(task_id)
 
@@ -206,7 +206,7 @@ class TaskBoard:
         return Choice(None, None, overdue)
 
     def paced(self, appid: str, bot_wxid: str, now: int) -> bool:
-        """Whether the bot got a task less than the minimum interval ago."""
+        """Return True when the bot got a task less than the minimum interval ago."""
         bot = self.bots.get((appid, bot_wxid))
         return bot is not None and now - bot.last_dispatch_at < self.pacing.min_interval_ms
 

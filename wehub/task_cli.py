@@ -4,7 +4,7 @@
     wehub task send --bot WXID --type 13 --dict '{"v1": "...", "v2": "..."}'
     wehub task send --json tasks.json        # one task object or an array of them
 
-The appid comes from --appid, the task object, or the accounts file when it holds one app.
+The appid comes from --appid, the task object, or the accounts file when it has one app.
 Every task is checked before any is produced; the exit status is 0 when all were written,
 2 when one is invalid (the message names the field) and 1 when Kafka did not acknowledge.
 """
@@ -69,7 +69,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _documents(arguments: argparse.Namespace) -> list[Any]:
-    """The task objects the options describe; raises ValueError when they describe none."""
+    """Build the task objects the options describe; raises ValueError when they describe none."""
     if arguments.json:
         raw = sys.stdin.buffer.read() if arguments.json == "-" else Path(arguments.json).read_bytes()
         document = orjson.loads(raw)

@@ -116,7 +116,7 @@ class TaskInvalid(ValueError):
 
 
 def _show(value: Any) -> str:
-    """A short rendering of a bad value: enough to find it, never a whole message text."""
+    """Render a bad value in at most 40 characters, so a message text never appears whole."""
     text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode() if not isinstance(value, str) else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -286,7 +286,7 @@ class Submission:
     expires_at: int | None
 
     def record(self, created_at: int, source: str) -> dict[str, Any]:
-        """The wehub.task.Task record of this submission."""
+        """Build the wehub.task.Task record of this submission."""
         return {
             "task_id": self.task_id,
             "appid": self.appid,
@@ -304,7 +304,7 @@ _SUBMISSION_FIELDS = ("task_id", "appid", "bot_wxid", "wxid", "task_type", "task
 
 
 def new_task_id(created_at: int, index: int = 0) -> str:
-    """A unique id that sorts by creation time, then by position in a batch."""
+    """Make a unique task_id that sorts by creation time, then by position in a batch."""
     return f"{created_at:013d}-{index:05d}-{uuid.uuid4().hex[:12]}"
 
 
@@ -321,7 +321,7 @@ def parse_submission(
 ) -> Submission:
     """Validate a submitted task object; raises TaskInvalid naming the field.
 
-    The object holds bot_wxid (or wxid), task_type, task_dict and optionally task_id, appid,
+    The object contains bot_wxid (or wxid), task_type, task_dict and optionally task_id, appid,
     not_before and expires_at (milliseconds since 1970). `default_appid` fills a missing appid.
     """
     if not isinstance(document, dict):
@@ -371,7 +371,7 @@ def check_account(submission: Submission, apps: Mapping[str, frozenset[str]]) ->
 
 
 def only_appid(apps: Mapping[str, Any]) -> str | None:
-    """The appid to use when none is given: the accounts file's only app, else None."""
+    """Return the appid of the accounts file's only app, or None when it has several."""
     return next(iter(apps)) if len(apps) == 1 else None
 
 

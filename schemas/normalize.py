@@ -29,7 +29,7 @@ class FieldError(ValueError):
 
 
 def shown_value(value: Any) -> str:
-    """A short, type-revealing rendering of a bad value, safe to put in an error message."""
+    """Render a bad value short and with its type visible, safe to put in an error message."""
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -50,5 +50,5 @@ def topic_name(prefix: str, suffix: str) -> str:
 
 
 def all_topic_suffixes() -> list[str]:
-    """Every topic the pipeline creates: one per typed action, then the shared ones."""
+    """List the suffix of every topic the pipeline creates: one per typed action, then the shared ones."""
     return [*EVENT_SCHEMAS, UNKNOWN_ACTION, DEAD_LETTER, TASKS, TASK_STATUS, MEDIA_STORED]

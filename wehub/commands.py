@@ -23,8 +23,9 @@ def _show_settings(arguments: argparse.Namespace) -> int:
         return 0
     for setting in settings.SETTINGS:
         value = arguments.settings.values[setting.name]
-        is_secret = "secret" in setting.name or "token" in setting.name
-        shown = ("(set)" if value else "(empty)") if is_secret else value
+        shown = value
+        if "secret" in setting.name or "token" in setting.name:
+            shown = "(set)" if value else "(empty)"
         print(f"{setting.env}={shown}")
     return 0
 

@@ -1,7 +1,7 @@
 """User-facing messages in zh-CN and English, chosen by WEHUB_LOCALE.
 
-Each area keeps its own `Catalog` (gateway refusals, CLI output ...); a message is looked up by a
-stable code and formatted with named parameters, so logs and tests can rely on the code.
+Each area keeps its own `Catalog` (gateway refusals, CLI output ...). A message is looked up by
+a stable code and formatted with named parameters, so logs and tests can rely on the code.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ LOCAL_KAFKA_HOST = "127.0.0.1"
 
 
 class PipelineKafkaError(RuntimeError):
-    """A Kafka failure; `retriable` says whether the same call may succeed later."""
+    """A Kafka failure; `retriable` is true when the same call may succeed later."""
 
     def __init__(self, message: str, retriable: bool) -> None:
         super().__init__(message)
@@ -42,13 +42,13 @@ def translate(error: BaseException, doing: str) -> PipelineKafkaError:
 
 
 def bootstrap_servers(settings: Settings) -> str:
-    """The configured brokers, or the local broker of `deploy/local` when none is configured."""
+    """Return the configured brokers, or the local broker of `deploy/local` when none is configured."""
     configured = str(settings.kafka_bootstrap).strip()
     return configured or f"{LOCAL_KAFKA_HOST}:{settings.kafka_port}"
 
 
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
-    """An idempotent acks=all producer; start() it inside the running event loop."""
+    """Create an idempotent acks=all producer; start() it inside the running event loop."""
     options: dict[str, Any] = {
         "bootstrap_servers": bootstrap_servers(settings),
         "acks": "all",
@@ -63,7 +63,7 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
 
 
 def make_consumer(settings: Settings, *topic_names: str, group_id: str | None, **overrides: Any) -> AIOKafkaConsumer:
-    """A consumer that never auto-commits: callers commit after their write succeeded."""
+    """Create a consumer that never auto-commits, because callers commit after their write succeeded."""
     options: dict[str, Any] = {
         "bootstrap_servers": bootstrap_servers(settings),
         "group_id": group_id,
@@ -86,7 +86,7 @@ class TopicSpec:
 
 
 def pipeline_topics(settings: Settings) -> list[TopicSpec]:
-    """Every topic of the pipeline with its partitions and configs."""
+    """List every topic of the pipeline with its partitions and configs."""
     prefix = str(settings.topic_prefix)
     partitions = int(settings.topic_partitions)
     max_bytes = str(int(settings.kafka_max_message_bytes) + 64 * 1024)

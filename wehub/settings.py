@@ -14,7 +14,7 @@ from typing import Any
 
 
 class SettingError(ValueError):
-    """A `WEHUB_*` variable holds a value that cannot be used."""
+    """A `WEHUB_*` variable contains a value that cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -263,6 +263,7 @@ def markdown_table(language: str = "en") -> str:
         lines = ["| variable | default | meaning |", "|---|---|---|"]
     for setting in SETTINGS:
         text = setting.help_zh if language == "zh-CN" else setting.help_en
-        default = setting.default if setting.default else "(empty)" if language == "en" else "（空）"
+        empty = "（空）" if language == "zh-CN" else "(empty)"
+        default = setting.default or empty
         lines.append(f"| `{setting.env}` | `{default}` | {text.replace('|', '/')} |")
     return "\n".join(lines)

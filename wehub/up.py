@@ -1,9 +1,9 @@
 """`wehub up`: the whole pipeline on this machine, until Ctrl-C.
 
-It starts what is not configured elsewhere (local Kafka and MinIO from deploy/local when
-WEHUB_KAFKA_BOOTSTRAP / WEHUB_S3_ENDPOINT are empty; ClickHouse is embedded by default), creates
-the topics, then runs the gateway and every consumer as child processes and prints the URLs to
-enter in the WeHub console. Ctrl-C stops the gateway first, so no new request is accepted, then
+It starts local Kafka and MinIO from deploy/local unless WEHUB_KAFKA_BOOTSTRAP and
+WEHUB_S3_ENDPOINT name running ones, and ClickHouse is embedded by default. Then it creates the
+topics, runs the gateway and every consumer as child processes and prints the URLs to enter in
+the WeHub console. Ctrl-C stops the gateway first, so no new request is accepted, then
 the consumers, which commit what they inserted, and last the services. What the gateway
 acknowledged is already in Kafka with acks=all, so nothing acknowledged is lost.
 """
@@ -107,7 +107,7 @@ class Child:
 
 @dataclass
 class Pipeline:
-    """What `wehub up` started, in start order; stopped in reverse."""
+    """The services and child processes `wehub up` started, in start order; they stop in reverse."""
 
     services: list[local.RunningService] = field(default_factory=list)
     children: list[Child] = field(default_factory=list)
@@ -139,10 +139,12 @@ def _start_services(settings: Settings, pipeline: Pipeline) -> Settings:
 
 
 def child_environment(settings: Settings) -> dict[str, str]:
-    """The process environment with every setting exported, so children see what `up` resolved."""
+    """Return the process environment with every setting exported, so children see what `up` resolved."""
     environment = dict(os.environ)
     for name, value in settings.values.items():
-        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        text = str(value)
+        if isinstance(value, bool):
+            text = "true" if value else "false"
         environment["WEHUB_" + name.upper()] = text
     environment["WEHUB_CLICKHOUSE_DSN"] = settings.effective_clickhouse_dsn
     environment["WEHUB_DATA_DIR"] = str(settings.data_path)

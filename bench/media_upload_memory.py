@@ -107,7 +107,7 @@ class RssSampler:
 
 @contextlib.contextmanager
 def gateway(env: dict[str, str]) -> Iterator[tuple[str, int]]:
-    """The gateway as one uvicorn worker on a free loopback port; yields its URL and PID."""
+    """Run the gateway as one uvicorn worker on a free loopback port; yields its URL and PID."""
     port = _free_port()
     command = [
         sys.executable,
@@ -149,7 +149,7 @@ def gateway(env: dict[str, str]) -> Iterator[tuple[str, int]]:
 
 
 def generated_body(size_bytes: int, digest: hashlib._Hash) -> Iterator[bytes]:
-    """A multipart body with `size_bytes` of generated file bytes, hashed into `digest` as it goes."""
+    """Generate a multipart body with `size_bytes` of file bytes, hashed into `digest` as it goes."""
     yield (
         f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file_index"\r\n\r\n'
         f"bench-{uuid.uuid4().hex}\r\n--{BOUNDARY}\r\n"
@@ -217,7 +217,8 @@ def _upload(
             response = httpx.post(
                 f"{url}/wehub/upload?appid={APPID}&wxid={BOT}",
                 content=generated_body(size_bytes, digest),
-                headers={"Content-Type": f'multipart/form-data; boundary="{BOUNDARY}"'},
+                # Quoted boundary and a Host ending in a dot, as real WeHub clients send them.
+                headers={"Content-Type": f'multipart/form-data; boundary="{BOUNDARY}"', "Host": "wehub.example."},
                 timeout=UPLOAD_TIMEOUT_S,
             )
             duration = time.perf_counter() - started
@@ -227,9 +228,7 @@ def _upload(
             if len(objects) == 1 and objects[0].object_name:
                 stored_size = int(objects[0].size or 0)
                 matches = objects[0].object_name.endswith("/" + digest.hexdigest())
-        return Result(
-            size_bytes, baseline, sampler.peak, duration, response.status_code, stored_size, matches
-        )
+        return Result(size_bytes, baseline, sampler.peak, duration, response.status_code, stored_size, matches)
 
 
 def _remove_bucket(store: MediaStore) -> None:
@@ -264,8 +263,7 @@ def render(result: Result, limit_bytes: int, sample_ms: int) -> str:
             f"{sample_ms} ms from /proc. `python -m bench.media_upload_memory` on {machine}, "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
             "",
-            "| file | RSS before | peak RSS | limit | upload time | rate | answer | stored size "
-            "| sha256 key |",
+            "| file | RSS before | peak RSS | limit | upload time | rate | answer | stored size | sha256 key |",
             "|---|---|---|---|---|---|---|---|---|",
             f"| {result.size_bytes // MIB} MiB | {result.baseline_rss_bytes / MIB:.1f} MiB | "
             f"{result.peak_rss_bytes / MIB:.1f} MiB | {limit_bytes / MIB:.0f} MiB | "
@@ -282,12 +280,8 @@ def render(result: Result, limit_bytes: int, sample_ms: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.media_upload_memory", description=__doc__)
     parser.add_argument("--size-mb", type=int, default=200, help="size of the uploaded file in MiB")
-    parser.add_argument(
-        "--limit-mb", type=int, default=150, help="largest acceptable peak RSS of the gateway in MiB"
-    )
-    parser.add_argument(
-        "--sample-ms", type=int, default=20, help="interval between RSS samples in milliseconds"
-    )
+    parser.add_argument("--limit-mb", type=int, default=150, help="largest acceptable peak RSS of the gateway in MiB")
+    parser.add_argument("--sample-ms", type=int, default=20, help="interval between RSS samples in milliseconds")
     arguments = parser.parse_args(argv)
     limit_bytes = arguments.limit_mb * MIB
     result = run_once(arguments.size_mb * MIB, arguments.sample_ms / 1000)

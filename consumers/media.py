@@ -1,4 +1,4 @@
-"""The media consumer: asks WeHub for the files of media messages and keeps the `media` table.
+"""The media consumer: requests the files of media messages from WeHub and keeps the `media` table.
 
 For each report_new_msg record of an image, voice, video or file message it decides by policy
 (WEHUB_MEDIA_POLICY_TYPES, and the size the message declares against
@@ -94,13 +94,13 @@ _LOCAL_PATH = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\|/)")
 
 
 def upload_task_id(appid: str, bot_wxid: str, file_index: str) -> str:
-    """The task_id of the upload task of one file: the same file always gets the same id."""
+    """Derive the task_id of a file's upload task, so the same file always gets the same id."""
     digest = hashlib.sha256(f"{appid}\n{bot_wxid}\n{file_index}".encode()).hexdigest()
     return f"media-{digest[:40]}"
 
 
 def url_file_index(url: str) -> str:
-    """The file_index of URL media in the media table."""
+    """Derive the file_index under which URL media is kept in the media table."""
     return "url:" + hashlib.sha256(url.encode()).hexdigest()
 
 
@@ -110,7 +110,7 @@ def is_local_path(file_index: str) -> bool:
 
 
 def declared_size(msg: dict[str, Any]) -> int | None:
-    """The file size a message declares: file_size, or `length`/`len` of its raw_msg element."""
+    """Read the file size a message declares: file_size, or `length`/`len` of its raw_msg element."""
     msg_type = int(msg.get("msg_type") or 0)
     if msg_type == 4903 and msg.get("file_size") is not None:
         return int(msg["file_size"])
@@ -206,14 +206,14 @@ class MediaRow:
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do with one file of a message: request it, fetch its URL, or record why not."""
+    """The action for one file of a message (request it, fetch its URL, or skip it) and its row."""
 
     row: MediaRow
     action: str  # "request", "fetch" or "skip"
 
 
 class MediaPolicy:
-    """Which files to request or fetch, from the settings."""
+    """The rules, from the settings, for which files are requested or fetched."""
 
     def __init__(self, settings: Settings) -> None:
         self.request_types = {int(text) for text in str(settings.media_policy_types).split(",") if text.strip()}
@@ -222,11 +222,11 @@ class MediaPolicy:
         self.fetch_avatars = bool(settings.media_fetch_avatars)
 
     def actions(self) -> list[str]:
-        """The actions whose records carry media under this policy."""
+        """Return the actions whose records carry media under this policy."""
         return ["report_new_msg", *AVATAR_ACTIONS] if self.fetch_avatars else ["report_new_msg"]
 
     def decide(self, schema_name: str, event: dict[str, Any]) -> list[Decision]:
-        """The decisions for the files of one event record (none for messages without media)."""
+        """Decide for each file of one event record (no decision for messages without media)."""
         if schema_name in AVATAR_SCHEMAS:
             return self._decide_avatar(event)
         msg = event["data"]["msg"]
@@ -302,7 +302,7 @@ class MediaState:
 
 @dataclass
 class Batch:
-    """What one batch of records turns into."""
+    """The rows, tasks, fetches and dead letters of one batch of records."""
 
     rows: dict[tuple[str, str, str], MediaRow] = field(default_factory=dict)
     tasks: list[tuple[bytes, bytes]] = field(default_factory=list)
@@ -435,7 +435,7 @@ class MediaConsumer:
             log.debug("consumer %s wrote %d media rows", self.name, len(batch.rows), extra=dict(statuses))
 
     def _decode(self, message: Any) -> tuple[str, dict[str, Any]] | str:
-        """The schema name and record, or the reason the record is poison."""
+        """Decode a record to its schema name and fields, or return why it is poison."""
         if message.value is None:
             return "record has no value: expected an Avro single-object record"
         try:
@@ -486,7 +486,7 @@ class MediaConsumer:
                 created_at,
             )
         except TaskInvalid as error:
-            # A file_index the task check refuses cannot be requested; the row says so.
+            # A file_index that the task validation rejects cannot be requested, and the row records why.
             row.status, row.reason, row.task_id = "skipped", f"invalid_task_{error.field}", ""
             return b"", b""
         value = CODEC.encode(topics.TASK_SCHEMA, submission.record(created_at, SOURCE))
@@ -618,7 +618,7 @@ class MediaConsumer:
 
 
 def stored_row(record: dict[str, Any], previous: MediaRow | None) -> MediaRow:
-    """The row of a MediaStored record, keeping what the message's row knew (message_id, task_id ...)."""
+    """Build the row of a MediaStored record, keeping the message's fields (message_id, task_id ...)."""
     base = previous or MediaRow(record["appid"], record["bot_wxid"], record["file_index"], origin=record["origin"])
     return replace(
         base,

@@ -33,7 +33,7 @@ class FetchRefused(Exception):
 
 @dataclass(frozen=True)
 class FetchPolicy:
-    """Which URLs may be fetched, how large and how slow."""
+    """The limits of URL fetching: allowed hosts, private addresses, size and time."""
 
     hosts: tuple[str, ...]
     allow_private: bool
@@ -83,7 +83,7 @@ def is_public(address: str) -> bool:
 
 
 async def checked_addresses(host: str, port: int, policy: FetchPolicy) -> list[str]:
-    """Every address of `host`, after checking each of them; raises FetchRefused."""
+    """Resolve `host` and check every address; raises FetchRefused when one is not allowed."""
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -160,5 +160,5 @@ async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
 
 
 def make_client(policy: FetchPolicy) -> httpx.AsyncClient:
-    """An HTTP client for `fetch`: no redirects followed, no proxies from the environment."""
+    """Create the HTTP client for `fetch`: no redirects followed, no proxies from the environment."""
     return httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=httpx.Timeout(policy.timeout_s))

@@ -1,7 +1,7 @@
 """POST /wehub/upload: WeHub's file upload, streamed into the media bucket.
 
 WeHub sends `multipart/form-data` with a text part `file_index` and a file part `file`. The
-protocol's form carries nothing that says which appid or bot uploads, so the upload URL
+protocol's form does not name the appid or bot that uploads, so the upload URL
 configured in WeHub must carry them: `/wehub/upload?appid=APPID&wxid=BOT_WXID&token=URL_TOKEN`
 (`token` only when the appid has a url_token). Parts named appid, wxid and token are accepted
 too, when they come before the file part. The same rules as the callback apply: a known appid,
@@ -69,7 +69,7 @@ class RecordPublisher(Protocol):
 
 @dataclass
 class UploadServices:
-    """What the endpoint needs from the application; built once per app from `app.state`."""
+    """The services the endpoint uses, built once per app from `app.state`."""
 
     settings: Settings
     accounts: AccountsLookup
@@ -113,7 +113,7 @@ def parse_disposition(params: str) -> dict[str, str]:
 
 
 def check_filename(name: str) -> str | None:
-    """The reason `name` could leave its folder or is not a plain file name, or None when it is safe."""
+    """Return why `name` could leave its folder or is not a plain file name, or None when it is safe."""
     if "/" in name or "\\" in name:
         return "contains a folder separator"
     if _WINDOWS_DRIVE.match(name):
@@ -184,6 +184,7 @@ class _UploadSession:
         self.wxid = request.query_params.get("wxid", "")
         self.token = request.query_params.get("token", "")
         self.file_name: str | None = None
+        self.file_parts = 0
 
     @property
     def file_index(self) -> str:
@@ -278,6 +279,10 @@ class _UploadSession:
         self.app = app
 
     async def open_file(self) -> None:
+        self.file_parts += 1
+        if self.file_parts > 1:
+            raise Refusal(codes.INVALID_PART, ACK_TYPE, part="file", value="a second file part",
+                          expected="exactly one file part")
         if self.app is None:
             self.authenticate()
         self.file_name = self.raw_filename()
@@ -287,7 +292,7 @@ class _UploadSession:
                 raise Refusal(codes.UNSAFE_FILENAME, ACK_TYPE, value=shown_value(self.file_name))
 
     def raw_filename(self) -> str | None:
-        """The file part's filename as sent, read from the part headers kept in `prefix`."""
+        """Read the file part's filename as sent from the part headers kept in `prefix`."""
         for match in reversed(list(_DISPOSITION.finditer(bytes(self.prefix)))):
             params = parse_disposition(match.group(1).decode("utf-8", "replace"))
             if params.get("name") == "file":
@@ -333,7 +338,7 @@ class _UploadSession:
 
 
 async def upload_endpoint(request: Request) -> Response:
-    """Store one uploaded file and answer `upload_file_ack`; never raises for bad input."""
+    """Store one uploaded file and return `upload_file_ack`; never raises for bad input."""
     services = upload_services(request.app)
     session = _UploadSession(request, services)
     try:

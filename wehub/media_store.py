@@ -50,7 +50,7 @@ _NOT_FOUND_CODES = {"NoSuchKey", "NoSuchObject", "ResourceNotFound"}
 
 
 class MediaStoreError(RuntimeError):
-    """A MinIO failure; `retriable` says whether the same call may succeed later."""
+    """A MinIO failure; `retriable` is true when the same call may succeed later."""
 
     def __init__(self, message: str, retriable: bool) -> None:
         super().__init__(message)
@@ -70,7 +70,10 @@ def translate(error: BaseException, doing: str) -> MediaStoreError:
 
 
 def object_key(appid: str, bot_wxid: str, day: dt.date, sha256: str) -> str:
-    """The key of a file's bytes; raises ValueError when an id could not be a path segment."""
+    """Build the key of a file's bytes; raises ValueError when an id cannot be a path segment.
+
+    NOTE: the upload day is part of the key, so the same bytes uploaded on two days are stored twice.
+    """
     for name, value in (("appid", appid), ("bot wxid", bot_wxid)):
         if not value or "/" in value or "\\" in value or value in (".", "..") or not value.isprintable():
             raise ValueError(
@@ -92,7 +95,7 @@ class StoredObject:
 
 
 def make_client(settings: Settings) -> Minio:
-    """A minio client on WEHUB_S3_ENDPOINT (or the local MinIO) with bounded timeouts."""
+    """Create a minio client on WEHUB_S3_ENDPOINT (or the local MinIO) with bounded timeouts."""
     endpoint = str(settings.s3_endpoint).strip() or f"{LOCAL_S3_HOST}:{settings.s3_port}"
     http = urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=_CONNECT_TIMEOUT_S, read=_READ_TIMEOUT_S),
@@ -161,7 +164,7 @@ class MediaStore:
             raise translate(error, "checking an object") from None
 
     async def read(self, key: str) -> tuple[bytes, dict[str, Any]]:
-        """The bytes and headers of an object (tests and tools; holds the whole object in memory)."""
+        """Read an object's bytes and headers whole into memory (for tests and tools)."""
         def _read() -> tuple[bytes, dict[str, Any]]:
             response = self.client.get_object(self.bucket, key)
             try:
@@ -176,7 +179,7 @@ class MediaStore:
             raise translate(error, "reading an object") from None
 
     def sink(self, content_type: str, metadata: dict[str, str]) -> MediaSink:
-        """A writer for one file; call `finish` with the key's ids, or `abort`."""
+        """Start writing one file; call `finish` with the key's ids, or `abort`."""
         return MediaSink(self, content_type, metadata)
 
     async def put_bytes(self, appid: str, bot_wxid: str, data: bytes, *, content_type: str,
@@ -389,6 +392,7 @@ class MediaSink:
         if self.store.exists_blocking(key):
             return True
         headers: dict[str, Any] = {**metadata, "Content-Type": self.content_type}
+        # NOTE: S3 copies at most 5 GiB in one CopyObject, so a larger upload limit would need compose.
         try:
             self.store.client.copy_object(
                 self.store.bucket, key, CopySource(self.store.bucket, self._temporary_key),

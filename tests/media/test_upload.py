@@ -42,9 +42,7 @@ async def test_corpus_uploads_store_the_bytes_of_truth(
 
     async with running_gateway(media_settings) as client:
         for upload in uploads:
-            form = upload_form(
-                upload["file_index"], upload["filename"], upload["content_type"], upload["data"]
-            )
+            form = upload_form(upload["file_index"], upload["filename"], upload["content_type"], upload["data"])
             response = await post_form(client, upload_url(sample_accounts["appid"], upload["bot"]), form)
             assert response.status_code == 200, response.text
             assert response.json() == {
@@ -100,9 +98,7 @@ async def test_file_larger_than_a_part_streams_to_its_key(
     store = MediaStore.from_settings(media_settings)
 
     async with running_gateway(media_settings) as client:
-        response = await post_form(
-            client, upload_url(sample_accounts["appid"], sample_accounts["wxids"][0]), form
-        )
+        response = await post_form(client, upload_url(sample_accounts["appid"], sample_accounts["wxids"][0]), form)
     assert response.status_code == 200, response.text
 
     [(_, _, event)] = await read_records(media_settings, topics.MEDIA_STORED)
@@ -111,15 +107,11 @@ async def test_file_larger_than_a_part_streams_to_its_key(
     stored, headers = await store.read(event["key"])
     assert stored == data
     assert headers["Content-Type"] == "video/mp4"
-    names = [
-        item.object_name for item in store.client.list_objects(media_settings.media_bucket, recursive=True)
-    ]
+    names = [item.object_name for item in store.client.list_objects(media_settings.media_bucket, recursive=True)]
     assert names == [event["key"]], "the temporary object of the stream must be removed"
 
 
-async def test_identity_in_form_parts_is_accepted(
-    media_settings: Settings, sample_accounts: dict[str, Any]
-) -> None:
+async def test_identity_in_form_parts_is_accepted(media_settings: Settings, sample_accounts: dict[str, Any]) -> None:
     form = multipart(
         [
             ("appid", sample_accounts["appid"].encode(), None, None),
@@ -150,9 +142,7 @@ REFUSALS = [
         "no file part",
         id="missing_file_part",
     ),
-    pytest.param(
-        upload_form("idx", "a.jpg", "image/jpeg", b""), 400, "upload_empty_file", "empty", id="empty_file"
-    ),
+    pytest.param(upload_form("idx", "a.jpg", "image/jpeg", b""), 400, "upload_empty_file", "empty", id="empty_file"),
     pytest.param(
         upload_form("idx", "../../etc/cron.d/x.jpg", "image/jpeg", b"abc"),
         400,
@@ -181,9 +171,7 @@ REFUSALS = [
         "file name",
         id="windows_drive",
     ),
-    pytest.param(
-        ("application/json", b"{}"), 400, "upload_not_multipart", "multipart/form-data", id="not_multipart"
-    ),
+    pytest.param(("application/json", b"{}"), 400, "upload_not_multipart", "multipart/form-data", id="not_multipart"),
 ]
 
 
@@ -197,9 +185,7 @@ async def test_bad_upload_is_refused_and_dead_lettered(
     reason_text: str,
 ) -> None:
     async with running_gateway(media_settings) as client:
-        response = await post_form(
-            client, upload_url(sample_accounts["appid"], sample_accounts["wxids"][0]), form
-        )
+        response = await post_form(client, upload_url(sample_accounts["appid"], sample_accounts["wxids"][0]), form)
 
     assert response.status_code == status
     answer = response.json()
@@ -222,9 +208,7 @@ async def test_file_over_the_limit_is_refused_with_413(
     store = MediaStore.from_settings(settings)
 
     async with running_gateway(settings) as client:
-        response = await post_form(
-            client, upload_url(sample_accounts["appid"], sample_accounts["wxids"][0]), form
-        )
+        response = await post_form(client, upload_url(sample_accounts["appid"], sample_accounts["wxids"][0]), form)
         # Without Content-Length the limit is enforced while the file streams in.
         content_type, body = form
         chunks = (body[offset : offset + 65536] for offset in range(0, len(body), 65536))
@@ -286,3 +270,19 @@ async def test_upload_needs_the_url_token_of_its_appid(
     assert missing.status_code == 401
     assert wrong.status_code == 401
     assert right.status_code == 200, right.text
+
+
+async def test_second_file_part_is_refused(media_settings: Settings, sample_accounts: dict[str, Any]) -> None:
+    form = multipart(
+        [
+            ("file_index", b"idx", None, None),
+            ("file", b"first", "a.jpg", "image/jpeg"),
+            ("file", b"second", "b.jpg", "image/jpeg"),
+        ]
+    )
+    async with running_gateway(media_settings) as client:
+        response = await post_form(client, upload_url(sample_accounts["appid"], sample_accounts["wxids"][0]), form)
+
+    assert response.status_code == 400
+    assert "exactly one file part" in response.json()["error_reason"]
+    assert await read_records(media_settings, topics.MEDIA_STORED) == []

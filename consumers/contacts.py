@@ -3,6 +3,11 @@
 A report_contact is a full snapshot: entities it lists are marked `in_snapshot`, and earlier
 rows it no longer lists lose `in_snapshot` (users also `is_friend`). A snapshot the gateway
 split into parts is reconciled once all of its parts were seen.
+
+Events of different actions come from different topics, so they can arrive out of order. The
+descriptive fields, is_friend and in_snapshot are each last-writer-wins on the gateway time of
+the event that set them (`fields_version`, `friend_version`, `snapshot_version`); a replayed
+event, or one older than what a row already reflects, leaves the row as it was.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from wehub.settings import Settings
 CONTACT_COLUMNS = (
     "appid", "bot_wxid", "wxid", "kind", "is_friend", "in_snapshot", "snapshot_id", "wx_alias", "nickname",
     "remark_name", "head_img", "sex", "country", "province", "city", "name", "owner_wxid", "member_count",
-    "source", "event_id", "updated_at", "version",
+    "source", "event_id", "updated_at", "fields_version", "friend_version", "snapshot_version", "version",
 )
 FRIEND_EVENT_COLUMNS = (
     "appid", "bot_wxid", "event_id", "event_time", "event_type", "wxid", "nickname", "wx_alias", "head_img",
@@ -42,7 +47,7 @@ def is_room(wxid: str) -> bool:
 def _empty_contact(appid: str, bot_wxid: str, wxid: str, kind: str) -> Row:
     row: Row = dict.fromkeys(CONTACT_COLUMNS, "")
     row.update(appid=appid, bot_wxid=bot_wxid, wxid=wxid, kind=kind, is_friend=0, in_snapshot=0,
-               sex=None, member_count=None, version=0)
+               sex=None, member_count=None, fields_version=0, friend_version=0, snapshot_version=0, version=0)
     return row
 
 
@@ -55,6 +60,7 @@ class _BotContacts:
 
 class ContactsProcessor:
     name = "contacts"
+    ordered = True
 
     def __init__(self, settings: Settings) -> None:
         self.database = str(settings.clickhouse_database)
@@ -126,45 +132,55 @@ class ContactsProcessor:
 
     def _upsert_listed(self, state: _BotContacts, record: dict[str, Any], kind: str, item: dict[str, Any],
                        snapshot_id: str) -> None:
-        is_friend = 1 if kind == "user" else 0
-        row = self._upsert(state, record, item["wxid"], kind, item, is_friend)
-        if row is not None:
-            row["in_snapshot"] = 1
-            row["snapshot_id"] = snapshot_id
+        version = int(record["received_at_ms"])
+        row = self._upsert(state, record, item["wxid"], kind, item, 1 if kind == "user" else None)
+        if version >= row["snapshot_version"]:
+            row.update(in_snapshot=1, snapshot_id=snapshot_id, snapshot_version=version)
+            self._touch(state, record, row)
 
     def _reconcile(self, state: _BotContacts, record: dict[str, Any], snapshot_id: str) -> None:
-        """Rows older than this snapshot that it does not list are no longer the bot's contacts."""
+        """Rows that this snapshot does not list, and no newer event set, are no longer the bot's contacts."""
         version = int(record["received_at_ms"])
-        for wxid, row in state.rows.items():
-            if row["snapshot_id"] == snapshot_id or row["version"] > version:
+        for row in state.rows.values():
+            if row["snapshot_id"] == snapshot_id:
                 continue
-            if not row["in_snapshot"] and not row["is_friend"]:
-                continue
-            row.update(in_snapshot=0, is_friend=0, source=record["action"], event_id=record["event_id"],
-                       updated_at=to_datetime(version), version=version)
-            state.changed.add(wxid)
+            changed = False
+            if row["in_snapshot"] and row["snapshot_version"] < version:
+                row.update(in_snapshot=0, snapshot_version=version)
+                changed = True
+            if row["is_friend"] and row["friend_version"] < version:
+                row.update(is_friend=0, friend_version=version)
+                changed = True
+            if changed:
+                self._touch(state, record, row)
 
     def _upsert(self, state: _BotContacts, record: dict[str, Any], wxid: str, kind: str, item: dict[str, Any],
-                is_friend: int | None) -> Row | None:
-        """Merge the non-empty fields of `item` into the row of `wxid`; None when the row is newer."""
+                is_friend: int | None) -> Row:
+        """Merge the non-empty fields of `item` and `is_friend` into the row of `wxid`, where they are newer."""
         version = int(record["received_at_ms"])
         row = state.rows.get(wxid)
         if row is None:
             row = state.rows[wxid] = _empty_contact(record["appid"], record["bot_wxid"], wxid, kind)
-        elif row["version"] > version:
-            return None
-        for name in _TEXT_FIELDS:
-            if item.get(name):
-                row[name] = item[name]
-        for name in _NUMBER_FIELDS:
-            if item.get(name) is not None:
-                row[name] = item[name]
-        if is_friend is not None:
-            row["is_friend"] = 1 if is_friend else 0
-        row.update(kind=kind, source=record["action"], event_id=record["event_id"],
-                   updated_at=to_datetime(version), version=version)
-        state.changed.add(wxid)
+        if version >= row["fields_version"]:
+            for name in _TEXT_FIELDS:
+                if item.get(name):
+                    row[name] = item[name]
+            for name in _NUMBER_FIELDS:
+                if item.get(name) is not None:
+                    row[name] = item[name]
+            row.update(kind=kind, fields_version=version)
+        if is_friend is not None and version >= row["friend_version"]:
+            row.update(is_friend=1 if is_friend else 0, friend_version=version)
+        self._touch(state, record, row)
         return row
+
+    def _touch(self, state: _BotContacts, record: dict[str, Any], row: Row) -> None:
+        """Mark the row for insertion with a version above every row it replaces."""
+        version = int(record["received_at_ms"])
+        if version >= row["version"]:
+            row.update(source=record["action"], event_id=record["event_id"], updated_at=to_datetime(version),
+                       version=version)
+        state.changed.add(row["wxid"])
 
     def _friend_event(self, state: _BotContacts, record: dict[str, Any], action: str,
                       data: dict[str, Any]) -> list[Sequence[Any]]:

@@ -89,6 +89,7 @@ class MessagesProcessor:
     """Stateless: a message row depends on its own event only."""
 
     name = "messages"
+    ordered = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -170,6 +170,8 @@ async def serve(settings: Settings, stopped: asyncio.Event) -> None:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     port = int(listener.getsockname()[1])
+    # Listening before the file is written lets a client connect as soon as it reads the file.
+    listener.listen(128)
     config = uvicorn.Config(make_app(settings, token), log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     path = endpoint_path(settings)

@@ -3,11 +3,13 @@
 Members change in two ways. A report_room_member_change announces joins and leaves. A member
 snapshot (report_contact's member_wxid_list, report_new_room, report_room_member_info) lists
 everyone, and its difference from the members known before it becomes joins and leaves with
-source `snapshot`: WeChat does not announce every leave. The first snapshot of a room is its
-baseline, recorded with source `initial`, which the `room_member_events` view leaves out.
+source `snapshot`: WeChat does not announce every leave. The first snapshot of a room (by
+gateway time) is its baseline, recorded with source `initial`, which the `room_member_events`
+view leaves out.
 
-Each member row is last-writer-wins on the gateway time of the event that changed it, so a
-replayed event, or one older than what the row already reflects, changes nothing.
+Events of different actions come from different topics and can arrive out of order. Each
+member row is last-writer-wins on the gateway time of the event that changed it, so a replayed
+event, or one older than what the row already reflects, changes nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from consumers.state import Row, load_rows, ordered
 from wehub.settings import Settings
 
 ROOM_COLUMNS = ("appid", "bot_wxid", "room_wxid", "chat_kind", "name", "owner_wxid", "head_img", "member_count",
-                "source", "event_id", "updated_at", "version")
+                "source", "event_id", "updated_at", "info_version", "baseline_version", "version")
 MEMBER_COLUMNS = ("appid", "bot_wxid", "room_wxid", "member_wxid", "present", "wx_alias", "room_nickname",
                   "nickname", "head_img", "changed_at", "event_id", "version")
 MEMBER_EVENT_COLUMNS = ("appid", "bot_wxid", "room_wxid", "member_wxid", "change", "source", "source_action",
@@ -39,7 +41,6 @@ class _BotRooms:
     def __init__(self, rooms: list[Row], members: list[Row]) -> None:
         self.rooms = {row["room_wxid"]: row for row in rooms}
         self.members = {(row["room_wxid"], row["member_wxid"]): row for row in members}
-        self.known_rooms = {row["room_wxid"] for row in members}
         self.changed_rooms: set[str] = set()
         self.changed_members: set[tuple[str, str]] = set()
 
@@ -65,6 +66,7 @@ class _Change:
 
 class RoomsProcessor:
     name = "rooms"
+    ordered = True
 
     def __init__(self, settings: Settings) -> None:
         self.database = str(settings.clickhouse_database)
@@ -145,24 +147,45 @@ class RoomsProcessor:
         members = {member["wxid"]: member for member in room["memberInfo_list"]}
         self._snapshot(state, change, room["room_wxid"], members)
 
-    def _room_info(self, state: _BotRooms, change: _Change, room_wxid: str, info: dict[str, Any]) -> None:
+    def _room(self, state: _BotRooms, change: _Change, room_wxid: str) -> Row:
         row = state.rooms.get(room_wxid)
         if row is None:
             row = state.rooms[room_wxid] = {
                 "appid": change.record["appid"], "bot_wxid": change.record["bot_wxid"], "room_wxid": room_wxid,
                 "chat_kind": chat_kind(room_wxid), "name": "", "owner_wxid": "", "head_img": "",
-                "member_count": None, "version": 0, "event_id": "",
+                "member_count": None, "source": "", "event_id": "", "updated_at": change.at,
+                "info_version": 0, "baseline_version": 0, "version": 0,
             }
-        elif change.version < int(row["version"]):
+        return row
+
+    def _touch_room(self, state: _BotRooms, change: _Change, row: Row) -> None:
+        """Mark the room for insertion with a version above every row it replaces."""
+        if change.version >= int(row["version"]):
+            row.update(source=change.record["action"], event_id=change.event_id, updated_at=change.at,
+                       version=change.version)
+        state.changed_rooms.add(row["room_wxid"])
+
+    def _room_info(self, state: _BotRooms, change: _Change, room_wxid: str, info: dict[str, Any]) -> None:
+        row = self._room(state, change, room_wxid)
+        if change.version < int(row["info_version"]):
             return
         for name in ("name", "owner_wxid", "head_img"):
             if info.get(name):
                 row[name] = info[name]
         if info.get("member_count") is not None:
             row["member_count"] = info["member_count"]
-        row.update(source=change.record["action"], event_id=change.event_id, updated_at=change.at,
-                   version=change.version)
-        state.changed_rooms.add(room_wxid)
+        row["info_version"] = change.version
+        self._touch_room(state, change, row)
+
+    def _is_baseline(self, state: _BotRooms, change: _Change, room_wxid: str) -> bool:
+        """True for the room's earliest snapshot so far, whose members are its starting point, not joins."""
+        row = self._room(state, change, room_wxid)
+        baseline = int(row["baseline_version"])
+        if baseline and change.version > baseline:
+            return False
+        row["baseline_version"] = change.version
+        self._touch_room(state, change, row)
+        return True
 
     def _set_member(self, state: _BotRooms, change: _Change, room_wxid: str, member_wxid: str, present: int,
                     details: dict[str, Any] | None) -> None:
@@ -178,14 +201,16 @@ class RoomsProcessor:
                 row[name] = details[name]
         row.update(present=present, changed_at=change.at, event_id=change.event_id, version=change.version)
         state.changed_members.add(key)
-        state.known_rooms.add(room_wxid)
 
     def _snapshot(self, state: _BotRooms, change: _Change, room_wxid: str,
                   members: dict[str, dict[str, Any] | None]) -> None:
-        baseline = room_wxid not in state.known_rooms
+        baseline = self._is_baseline(state, change, room_wxid)
         for member_wxid, details in members.items():
             row = state.members.get((room_wxid, member_wxid))
             if row is not None and change.is_older_or_same(row):
+                if baseline and not row["present"]:
+                    # A later leave is in the ledger already; its starting join belongs there too.
+                    change.log(room_wxid, member_wxid, "join", "initial")
                 continue
             if row is None or not row["present"]:
                 change.log(room_wxid, member_wxid, "join", "initial" if baseline else "snapshot")

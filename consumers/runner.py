@@ -36,6 +36,9 @@ INSERT_TRIES = 12
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 DEAD_LETTER_WINDOW_S = 60.0
+# An ordered consumer holds events back until every partition it reads has caught up or passed
+# their gateway time, but never longer than this many batch waits.
+MAX_HOLD_WAITS = 10
 # While a batch is being inserted the consumer keeps polling its paused partitions, so it stays
 # within max_poll_interval_ms and keeps its partitions during a long ClickHouse outage.
 KEEPALIVE_POLL_MS = 500
@@ -74,6 +77,9 @@ class Processor(Protocol):
     """What one consumer does with its events; the runner calls it from a worker thread."""
 
     name: str
+    # True for consumers of current state fed by several topics: the runner then hands them
+    # events in gateway-time order across partitions (see Runner._release).
+    ordered: bool
 
     def topic_suffixes(self) -> Sequence[str]:
         """Topic suffixes (actions) this consumer reads."""
@@ -142,6 +148,9 @@ class Runner:
         self._pending: list[Event] = []
         self._dead: list[_DeadLetter] = []
         self._offsets: dict[TopicPartition, int] = {}
+        self._ordered = bool(getattr(processor, "ordered", False))
+        self._held: dict[TopicPartition, collections.deque[tuple[int, int, Event | None]]] = {}
+        self._seen_ms: dict[TopicPartition, int] = {}
         self._first_at: float | None = None
         self._dead_times: collections.deque[float] = collections.deque()
         self._flush_lock = asyncio.Lock()
@@ -175,6 +184,8 @@ class Runner:
         log.info("consumer %s started on %d topics as group %s", self.name, len(self._topic_actions), group)
         try:
             await self._loop(consumer, producer)
+            if self._ordered:
+                await self._release(consumer)
             await self._flush(consumer, producer)
         finally:
             await consumer.stop()
@@ -192,26 +203,72 @@ class Runner:
                 for message in messages:
                     self._take(partition, message)
             if self._due():
+                if self._ordered:
+                    await self._release(consumer)
                 await self._flush(consumer, producer)
 
     def _due(self) -> bool:
         if self._first_at is None:
             return False
-        if len(self._pending) >= self._max_rows:
+        if len(self._pending) + self._held_count() >= self._max_rows:
             return True
         return time.monotonic() - self._first_at >= self._max_wait_s
+
+    def _held_count(self) -> int:
+        return sum(len(queue) for queue in self._held.values())
 
     def _take(self, partition: TopicPartition, message: Any) -> None:
         if self._first_at is None:
             self._first_at = time.monotonic()
-        self._offsets[partition] = message.offset + 1
         action = self._topic_actions.get(message.topic, "")
+        event: Event | None = None
         try:
-            self._pending.append(self._decode(action, message))
+            event = self._decode(action, message)
         except Poison as poison:
             log.warning("consumer %s: record %s[%d]@%d is poison (%s)", self.name, message.topic,
                         message.partition, message.offset, poison.reason_code)
             self._dead.append(self._dead_letter(action, message, poison))
+        if not self._ordered:
+            self._offsets[partition] = message.offset + 1
+            if event is not None:
+                self._pending.append(event)
+            return
+        if event is not None:
+            self._seen_ms[partition] = event.order_key[0]
+        seen_ms = self._seen_ms.get(partition, 0)
+        self._held.setdefault(partition, collections.deque()).append((message.offset, seen_ms, event))
+
+    async def _release(self, consumer: Any) -> None:
+        """Move held events to the batch in gateway-time order across partitions.
+
+        An event is released once every other partition has caught up with its end or delivered
+        an event at least as recent, so a snapshot on one topic is applied after the member
+        changes that came before it on another. Poison records keep their place in their partition.
+        """
+        held_for_s = time.monotonic() - (self._first_at or time.monotonic())
+        horizon = None if held_for_s >= self._max_wait_s * MAX_HOLD_WAITS else await self._horizon(consumer)
+        for partition, queue in self._held.items():
+            while queue and (horizon is None or queue[0][1] <= horizon):
+                offset, _, event = queue.popleft()
+                self._offsets[partition] = offset + 1
+                if event is not None:
+                    self._pending.append(event)
+        self._pending.sort(key=lambda event: event.order_key)
+        if self._held_count():
+            self._first_at = time.monotonic()
+
+    async def _horizon(self, consumer: Any) -> int | None:
+        """The gateway time up to which no partition can still deliver an older event; None for no limit."""
+        horizon: int | None = None
+        for partition in consumer.assignment():
+            highwater = consumer.highwater(partition)
+            queue = self._held.get(partition)
+            next_offset = queue[-1][0] + 1 if queue else await consumer.position(partition)
+            if highwater is not None and next_offset >= highwater:
+                continue
+            seen = self._seen_ms.get(partition, 0)
+            horizon = seen if horizon is None else min(horizon, seen)
+        return horizon
 
     def _decode(self, action: str, message: Any) -> Event:
         if message.value is None:
@@ -260,12 +317,15 @@ class Runner:
                              if TopicPartition(event.topic, event.partition) not in revoked]
             for partition in revoked:
                 self._offsets.pop(partition, None)
+                self._held.pop(partition, None)
+                self._seen_ms.pop(partition, None)
             self.processor.reset()
 
     async def _flush(self, consumer: Any, producer: Any) -> None:
         async with self._flush_lock:
             if not self._offsets:
-                self._first_at = None
+                if not self._held_count():
+                    self._first_at = None
                 return
             await self._send_dead_letters(producer)
             events, offsets = self._pending, dict(self._offsets)
@@ -280,7 +340,9 @@ class Runner:
                 self.processor.reset()
             self.inserted_events += len(events)
             log.debug("consumer %s flushed %d events", self.name, len(events))
-            self._pending, self._offsets, self._first_at = [], {}, None
+            self._pending, self._offsets = [], {}
+            if not self._held_count():
+                self._first_at = None
 
     async def _send_dead_letters(self, producer: Any) -> None:
         if not self._dead:

@@ -29,6 +29,7 @@ def session_row(record: dict[str, Any]) -> list[Any]:
 
 class SessionsProcessor:
     name = "sessions"
+    ordered = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -69,7 +69,10 @@ CREATE TABLE IF NOT EXISTS {database}.contacts_store
     source LowCardinality(String) COMMENT 'action of the latest event that changed the row',
     event_id String,
     updated_at DateTime64(3, 'UTC'),
-    version UInt64
+    fields_version UInt64 COMMENT 'received_at (ms) of the event that set the descriptive fields',
+    friend_version UInt64 COMMENT 'received_at (ms) of the event that set is_friend',
+    snapshot_version UInt64 COMMENT 'received_at (ms) of the report_contact that set in_snapshot',
+    version UInt64 COMMENT 'the largest of the three: the row with the largest version is current'
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (appid, bot_wxid, wxid);
@@ -110,7 +113,9 @@ CREATE TABLE IF NOT EXISTS {database}.rooms_store
     source LowCardinality(String),
     event_id String,
     updated_at DateTime64(3, 'UTC'),
-    version UInt64
+    info_version UInt64 COMMENT 'received_at (ms) of the event that set the group info',
+    baseline_version UInt64 COMMENT 'received_at (ms) of the first member snapshot, 0 before any',
+    version UInt64 COMMENT 'the larger of the two: the row with the largest version is current'
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (appid, bot_wxid, room_wxid);

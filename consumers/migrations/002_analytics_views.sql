@@ -4,7 +4,7 @@ CREATE VIEW IF NOT EXISTS {database}.messages AS
 SELECT * EXCEPT (dedup_key) FROM {database}.messages_store FINAL;
 
 CREATE VIEW IF NOT EXISTS {database}.contacts AS
-SELECT * EXCEPT (version) FROM {database}.contacts_store FINAL;
+SELECT * EXCEPT (fields_version, friend_version, snapshot_version, version) FROM {database}.contacts_store FINAL;
 
 CREATE VIEW IF NOT EXISTS {database}.friend_events AS
 SELECT * FROM {database}.friend_events_store FINAL;
@@ -13,7 +13,7 @@ CREATE VIEW IF NOT EXISTS {database}.room_members AS
 SELECT * EXCEPT (present, version) FROM {database}.room_members_store FINAL WHERE present = 1;
 
 CREATE VIEW IF NOT EXISTS {database}.rooms AS
-SELECT r.* EXCEPT (version), ifNull(m.members, 0) AS members
+SELECT r.* EXCEPT (info_version, baseline_version, version), ifNull(m.members, 0) AS members
 FROM (SELECT * FROM {database}.rooms_store FINAL) AS r
 LEFT JOIN
 (

@@ -20,23 +20,24 @@ from wehub.settings import Settings
 ANALYTICS_CONSUMERS = ("messages", "contacts", "rooms", "sessions")
 
 
-async def committed_everything(settings: Settings, runners: Sequence[Runner]) -> bool:
-    """True when each runner's group has committed the end offset of every partition it reads."""
+async def committed_everything(settings: Settings, names: Sequence[str]) -> bool:
+    """True when each named consumer's group has committed the end offset of every partition it reads."""
     bootstrap = kafka.bootstrap_servers(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await admin.start()
     await probe.start()
     try:
-        for runner in runners:
-            names = [settings.topic(suffix) for suffix in runner.processor.topic_suffixes()]
-            described = await admin.describe_topics(names)
+        for name in names:
+            processor = registry.factory(name)(settings)
+            topic_names = [settings.topic(suffix) for suffix in processor.topic_suffixes()]
+            described = await admin.describe_topics(topic_names)
             partitions = [TopicPartition(topic["topic"], partition["partition"])
                           for topic in described for partition in topic["partitions"]]
             if not partitions:
                 return False
             ends = await probe.end_offsets(partitions)
-            group = f"{settings.topic_prefix}.consumer.{runner.name}"
+            group = f"{settings.topic_prefix}.consumer.{name}"
             try:
                 committed = await admin.list_consumer_group_offsets(group)
             except KafkaError:
@@ -54,7 +55,8 @@ async def committed_everything(settings: Settings, runners: Sequence[Runner]) ->
 async def run_until_drained(settings: Settings, names: Sequence[str] | None = None, timeout_s: float = 120.0,
                             client: Any = None) -> list[Runner]:
     """Run the consumers until their groups committed every record, then stop them."""
-    runners = [Runner(settings, registry.factory(name)(settings), client) for name in names or ANALYTICS_CONSUMERS]
+    names = list(names or ANALYTICS_CONSUMERS)
+    runners = [Runner(settings, registry.factory(name)(settings), client) for name in names]
     tasks = [asyncio.ensure_future(runner.run()) for runner in runners]
     deadline = time.monotonic() + timeout_s
     try:
@@ -63,7 +65,7 @@ async def run_until_drained(settings: Settings, names: Sequence[str] | None = No
             for task in tasks:
                 if task.done():
                     task.result()
-            if await committed_everything(settings, runners):
+            if await committed_everything(settings, names):
                 return runners
             if time.monotonic() > deadline:
                 raise TimeoutError(f"consumers did not commit every record within {timeout_s:.0f} s")

@@ -286,3 +286,24 @@ async def test_second_file_part_is_refused(media_settings: Settings, sample_acco
     assert response.status_code == 400
     assert "exactly one file part" in response.json()["error_reason"]
     assert await read_records(media_settings, topics.MEDIA_STORED) == []
+
+
+async def test_file_over_the_limit_mid_stream_leaves_no_object(
+    media_settings: Settings, sample_accounts: dict[str, Any]
+) -> None:
+    settings = media_settings.with_overrides(upload_limit_bytes=10 * 1024 * 1024)
+    content_type, body = upload_form("idx", "big.mp4", "video/mp4", b"v" * (14 * 1024 * 1024))
+    chunks = (body[offset : offset + 256 * 1024] for offset in range(0, len(body), 256 * 1024))
+    store = MediaStore.from_settings(settings)
+
+    async with running_gateway(settings) as client:
+        response = await client.post(
+            upload_url(sample_accounts["appid"], sample_accounts["wxids"][0]),
+            content=_aiter(chunks),
+            headers={"Content-Type": content_type},
+        )
+
+    assert response.status_code == 413
+    assert list(store.client.list_objects(settings.media_bucket, recursive=True)) == []
+    incomplete = list(store.client._list_multipart_uploads(settings.media_bucket).uploads)
+    assert incomplete == [], "the multipart upload of the temporary object must be aborted"

@@ -8,7 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-_ANSWER = orjson.dumps({"error_code": 0, "error_reason": "", "ack_type": "common_ack", "data": {"reply_task_list": []}})
+_ANSWER = orjson.dumps(
+    {"error_code": 0, "error_reason": "", "ack_type": "common_ack", "data": {"reply_task_list": []}}
+)
 
 
 async def parse_only(request: Request) -> Response:

@@ -18,6 +18,7 @@ import time
 from urllib.parse import urlsplit
 
 import orjson
+import uvloop
 
 _OK_MARKER = b'"error_code":0'
 
@@ -36,7 +37,12 @@ def bodies(count: int, appid: str, wxids: list[str]) -> list[bytes]:
             "msg": f"message number {index} with a little text like people write, 你好，今天开会吗？",
             "atUserList": [],
         }
-        body = {"action": "report_new_msg", "appid": appid, "wxid": wxids[index % len(wxids)], "data": {"msg": msg}}
+        body = {
+            "action": "report_new_msg",
+            "appid": appid,
+            "wxid": wxids[index % len(wxids)],
+            "data": {"msg": msg},
+        }
         result.append(orjson.dumps(body))
     return result
 
@@ -125,18 +131,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("url")
     parser.add_argument("--duration-s", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--rate", type=float, help="requests per second (open loop); default: as fast as answered")
+    parser.add_argument(
+        "--rate", type=float, help="requests per second (open loop); default: as fast as answered"
+    )
     parser.add_argument("--appid", default="bench_app")
     parser.add_argument("--wxids", default="wxid_bench_bot", help="comma-separated bot wxids to send as")
     arguments = parser.parse_args(argv)
-    load = run(arguments.url, arguments.duration_s, arguments.connections, arguments.rate, arguments.appid,
-               arguments.wxids.split(","))
-    try:
-        import uvloop
-    except ImportError:
-        result = asyncio.run(load)
-    else:
-        result = uvloop.run(load)
+    load = run(
+        arguments.url,
+        arguments.duration_s,
+        arguments.connections,
+        arguments.rate,
+        arguments.appid,
+        arguments.wxids.split(","),
+    )
+    result = uvloop.run(load)
     print(json.dumps(result))
     return 0
 

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+from aiokafka.admin import AIOKafkaAdminClient
 
 from wehub import kafka
 from wehub import settings as settings_module
@@ -51,8 +52,21 @@ def _free_port() -> int:
 def uvicorn_server(target: str, env: dict[str, str], ready_path: str, factory: bool = False) -> Iterator[str]:
     """One uvicorn worker serving `target` on a free loopback port; yields the base URL."""
     port = _free_port()
-    command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1", "--no-access-log", "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
     if factory:
         command.append("--factory")
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env)
@@ -78,14 +92,38 @@ def uvicorn_server(target: str, env: dict[str, str], ready_path: str, factory: b
             process.wait(timeout=10)
 
 
+async def _delete_topics(bootstrap: str, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    await asyncio.wait_for(admin.start(), 30)
+    try:
+        names = [name for name in await admin.list_topics() if name.startswith(prefix + ".")]
+        if names:
+            await asyncio.wait_for(admin.delete_topics(names), 30)
+    finally:
+        await admin.close()
+
+
 def load(url: str, duration_s: float, connections: int, rate: float | None = None) -> dict[str, float]:
     """Run bench.gateway_load in its own process and return its measurements."""
-    command = [sys.executable, "-m", "bench.gateway_load", url + "/wehub", "--duration-s", str(duration_s),
-               "--connections", str(connections), "--appid", APPID, "--wxids", ",".join(BOTS)]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.gateway_load",
+        url + "/wehub",
+        "--duration-s",
+        str(duration_s),
+        "--connections",
+        str(connections),
+        "--appid",
+        APPID,
+        "--wxids",
+        ",".join(BOTS),
+    ]
     if rate is not None:
         command += ["--rate", f"{rate:.1f}"]
-    finished = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=duration_s + 60,
-                              check=True)
+    finished = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=duration_s + 60, check=True
+    )
     result: dict[str, float] = json.loads(finished.stdout.strip().splitlines()[-1])
     return result
 
@@ -98,8 +136,10 @@ def measure(url: str, duration_s: float, connections: int) -> tuple[dict[str, fl
 
 
 def _row(phase: str, result: dict[str, float]) -> str:
-    return (f"| {phase} | {result['rate_per_s']:,.0f} | {result['p50_ms']:.1f} | {result['p99_ms']:.1f} "
-            f"| {int(result['requests']):,} | {int(result['errors'])} |")
+    return (
+        f"| {phase} | {result['rate_per_s']:,.0f} | {result['p50_ms']:.1f} | {result['p99_ms']:.1f} "
+        f"| {int(result['requests']):,} | {int(result['errors'])} |"
+    )
 
 
 def report(results: dict[str, dict[str, float]], duration_s: float, connections: int, partitions: int) -> str:
@@ -131,8 +171,11 @@ def report(results: dict[str, dict[str, float]], duration_s: float, connections:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.gateway_throughput", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.gateway_throughput",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--duration-s", type=float, default=12.0, help="length of each phase")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "results-gateway.md")
@@ -144,25 +187,33 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="wehub-bench-gateway-") as work_dir:
         accounts = Path(work_dir) / "accounts.toml"
-        accounts.write_text(f'[[app]]\nappid = "{APPID}"\nsecret = "bench-secret"\nwxids = {json.dumps(BOTS)}\n',
-                            encoding="utf-8")
+        accounts.write_text(
+            f'[[app]]\nappid = "{APPID}"\nsecret = "bench-secret"\nwxids = {json.dumps(BOTS)}\n',
+            encoding="utf-8",
+        )
         prefix = f"bench{uuid.uuid4().hex[:8]}"
-        env = {**os.environ, "WEHUB_KAFKA_BOOTSTRAP": bootstrap, "WEHUB_TOPIC_PREFIX": prefix,
-               "WEHUB_ACCOUNTS": str(accounts), "WEHUB_GATEWAY_NAME": "bench", "WEHUB_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "WEHUB_KAFKA_BOOTSTRAP": bootstrap,
+            "WEHUB_TOPIC_PREFIX": prefix,
+            "WEHUB_ACCOUNTS": str(accounts),
+            "WEHUB_GATEWAY_NAME": "bench",
+            "WEHUB_LOG_LEVEL": "WARNING",
+        }
         config = settings_module.load(env)
         asyncio.run(kafka.ensure_topics(config, kafka.pipeline_topics(config)))
         results: dict[str, dict[str, float]] = {}
         try:
             with uvicorn_server("bench.gateway_ceiling:app", env, "/wehub") as url:
-                results["ceiling_max"], results["ceiling_half"] = measure(url, arguments.duration_s,
-                                                                          arguments.connections)
+                results["ceiling_max"], results["ceiling_half"] = measure(
+                    url, arguments.duration_s, arguments.connections
+                )
             with uvicorn_server("gateway.app:app_from_environment", env, "/readyz", factory=True) as url:
-                results["gateway_max"], results["gateway_half"] = measure(url, arguments.duration_s,
-                                                                          arguments.connections)
+                results["gateway_max"], results["gateway_half"] = measure(
+                    url, arguments.duration_s, arguments.connections
+                )
         finally:
-            from tests.services import delete_topics_with_prefix
-
-            asyncio.run(delete_topics_with_prefix(bootstrap, prefix))
+            asyncio.run(_delete_topics(bootstrap, prefix))
 
     text = report(results, arguments.duration_s, arguments.connections, int(config.topic_partitions))
     arguments.output.write_text(text, encoding="utf-8")

@@ -1,6 +1,6 @@
 """The gateway's Starlette app: the WeHub callback, uploads, health, readiness and metrics.
 
-The app holds no state that another replica would need: accounts come from the accounts file,
+The app keeps no state that another replica would need: accounts come from the accounts file,
 events go to Kafka, tasks come from the task source. Any number of replicas can run behind a
 load balancer.
 """
@@ -94,7 +94,7 @@ class CallbackEndpoint:
 
     @staticmethod
     async def _read_body(scope: Scope, receive: Receive, handler: CallbackHandler) -> tuple[bytes, int]:
-        """The body and its size; past the largest limit, stop and keep only the dead letter's share."""
+        """Read the body and its size; past the largest limit, stop and keep only the dead letter's share."""
         limit = handler.largest_body_bytes
         keep = handler.dead_letter_body_cap_bytes
         declared = _header(scope, b"content-length") or ""
@@ -187,7 +187,7 @@ def load_task_source(settings: Settings, publisher: Publisher) -> TaskSource:
 
 
 def create_app(settings: Settings, task_source: TaskSource | None = None) -> Starlette:
-    """The gateway app; Kafka is connected at startup (lifespan), tolerating an unreachable broker.
+    """Build the gateway app. Kafka is connected at startup (lifespan), and an unreachable broker is tolerated.
 
     Raises AccountsError when the accounts file is missing or invalid.
     """

@@ -113,7 +113,7 @@ def _array(items: Any) -> Convert:
 
 
 def _field(field: dict[str, Any]) -> Callable[[Any, bool, str], Any]:
-    """A converter of one field's value, given whether the key was present and the field's path."""
+    """Build the converter of one field's value, given whether the key was present and the field's path."""
     required = bool(field.get("wehub_required"))
     nullable, kind = _nullable(field["type"])
     is_text = kind == "string"
@@ -156,8 +156,8 @@ def compile_record(schema: dict[str, Any]) -> Convert:
             continue
         plans.append((name, tuple(field.get("aliases", ())), _field(field)))
     spellings = [spelling for name, aliases, _ in plans for spelling in (name, *aliases)]
-    # Counting the keys used tells whether any is unknown only when no two fields share a spelling.
-    count_tells = len(spellings) == len(set(spellings))
+    # Counting the keys used shows whether any is unknown only when no two fields share a spelling.
+    count_is_exact = len(spellings) == len(set(spellings))
 
     def convert(value: Any, path: str) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -176,7 +176,7 @@ def compile_record(schema: dict[str, Any]) -> Convert:
             used += present
             record[name] = convert_field(item if present else None, present, prefix + name)
         if has_extra:
-            record["extra"] = _extra(value, plans) if used < len(value) or not count_tells else None
+            record["extra"] = _extra(value, plans) if used < len(value) or not count_is_exact else None
         return record
 
     return convert

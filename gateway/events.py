@@ -3,7 +3,7 @@
 An event whose encoded record is larger than `kafka_max_message_bytes` is split, for the
 actions of `schemas.topics.PART_SCHEMAS`, into one record per entity (report_contact) or per
 group (report_room_member_info). The parts share `snapshot_id` (the request's event_id) and
-carry `part_index` and `part_count`, so a consumer knows when it holds the whole snapshot.
+carry `part_index` and `part_count`, so a consumer can tell when it has the whole snapshot.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ _CONVERTERS: dict[str, Convert] = {action: compile_record(schema) for action, sc
 
 @dataclass(frozen=True)
 class Envelope:
-    """What every record of one request shares; `extra` is JSON of unknown envelope keys."""
+    """Fields every record of one request shares; `extra` is JSON of unknown envelope keys."""
 
     event_id: str
     received_at_ms: int
@@ -67,7 +67,7 @@ class Envelope:
 
 
 def typed_data(action: str, data: dict[str, Any]) -> dict[str, Any]:
-    """The request's data as a record of the action's data schema; raises FieldError."""
+    """Convert the request's data to a record of the action's data schema; raises FieldError."""
     record: dict[str, Any] = _CONVERTERS[action](data, "data")
     return record
 
@@ -89,7 +89,7 @@ def can_split(action: str) -> bool:
 
 
 def encode_parts(envelope: Envelope, data_record: dict[str, Any]) -> list[bytes]:
-    """One encoded part record per entity of a splittable event; [] when it has no entities."""
+    """Encode one part record per entity of a splittable event; [] when it has no entities."""
     common = envelope.fields()
     common["snapshot_id"] = envelope.event_id
     common["data_extra"] = data_record.get("extra")

@@ -43,7 +43,7 @@ _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 @dataclass(frozen=True)
 class Answer:
-    """What goes back to WeHub: the suggested HTTP status and the JSON body."""
+    """The response to WeHub: the suggested HTTP status and the JSON body."""
 
     status: int
     payload: dict[str, Any]
@@ -92,7 +92,7 @@ def _metric_action(action: str | None) -> str:
 
 
 class CallbackHandler:
-    """Answers WeHub requests and publishes them; shared by every request of one process."""
+    """Handler of WeHub requests: checks, publishes and acknowledges them; one per process."""
 
     def __init__(
         self,
@@ -125,7 +125,7 @@ class CallbackHandler:
         return max(self.body_limit_bytes, self.contact_body_limit_bytes)
 
     async def handle(self, request: Request) -> Answer:
-        """Answer one request; never raises for anything a client can send."""
+        """Handle one request and return the response; never raises for anything a client can send."""
         started = time.perf_counter()
         try:
             answer = await self._handle(request)
@@ -257,7 +257,9 @@ class CallbackHandler:
         return app
 
     def _envelope(self, request: Request, document: dict[str, Any]) -> events.Envelope:
-        assert request.action is not None and request.appid is not None and request.bot_wxid is not None
+        assert request.action is not None
+        assert request.appid is not None
+        assert request.bot_wxid is not None
         session = document.get("client_session")
         if session is not None and not isinstance(session, str):
             if isinstance(session, bool) or not isinstance(session, (int, float)):

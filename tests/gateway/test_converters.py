@@ -26,7 +26,10 @@ CRAFTED: list[tuple[str, Any]] = [
     ("report_new_msg", {"msg": {**MSG, "msg_type": ""}}),
     ("report_new_msg", {"msg": {**MSG, "msg_type": None}}),
     ("report_new_msg", {"msg": {key: value for key, value in MSG.items() if key != "msg_type"}}),
-    ("report_new_msg", {"msg": {**MSG, "file_size": "", "paysubtype": None, "msg_timestamp": "1764800000000"}}),
+    (
+        "report_new_msg",
+        {"msg": {**MSG, "file_size": "", "paysubtype": None, "msg_timestamp": "1764800000000"}},
+    ),
     ("report_new_msg", {"msg": {**MSG, "msg_timestamp": 2**70}}),
     ("report_new_msg", {"msg": {**MSG, "wxid_from": "wxid_\u0000x"}}),
     ("report_new_msg", {"msg": {**MSG, "msg": "text\u0001with\ncontrol"}}),
@@ -46,7 +49,10 @@ CRAFTED: list[tuple[str, Any]] = [
     ("report_contact", {"group_list": [{"wxid": "g@chatroom", "member_wxid_list": ["a", 2]}]}),
     ("report_contact", {"friend_list": [{"wxid": "w", "sex": "female"}]}),
     ("report_room_member_info", {"room_data_list": [{"room_wxid": "", "memberinfo_list": []}]}),
-    ("report_room_member_info", {"room_data_list": [{"room_wxid": "r@im.chatroom", "memberinfo_list": [{}]}]}),
+    (
+        "report_room_member_info",
+        {"room_data_list": [{"room_wxid": "r@im.chatroom", "memberinfo_list": [{}]}]},
+    ),
     ("report_task_result", {"task_id": "", "task_result": "1"}),
     ("report_task_result", {"task_id": 17, "task_result": "x"}),
     ("login", {"nonce": "n", "client_version": 4.6, "local_ip": None}),
@@ -69,12 +75,12 @@ def _both(action: str, data: Any) -> tuple[Any, Any]:
 
 
 @pytest.mark.parametrize(("action", "data"), CRAFTED)
-def test_compiled_converter_matches_the_normalizer_on_crafted_values(action: str, data: Any) -> None:
+def test_compiled_converter_matches_normalizer_crafted(action: str, data: Any) -> None:
     compiled, expected = _both(action, data)
     assert compiled == expected
 
 
-def test_compiled_converter_matches_the_normalizer_on_the_corpus(samples_dir: Path) -> None:
+def test_compiled_converter_matches_normalizer_corpus(samples_dir: Path) -> None:
     for body in corpus_bodies(samples_dir):
         compiled, expected = _both(body["action"], body["data"])
         assert compiled == expected

@@ -24,7 +24,7 @@ JSON = {"content-type": "application/json"}
 
 
 class ScriptedTasks:
-    """A task source that hands out one given task and remembers the results it was told."""
+    """A task source that hands out one given task and records the results it receives."""
 
     def __init__(self, task: dict[str, Any]) -> None:
         self.task: dict[str, Any] | None = task
@@ -49,7 +49,7 @@ class ScriptedTasks:
         return []
 
 
-async def test_each_corpus_request_is_acknowledged_and_published_once(
+async def test_corpus_requests_acknowledged_and_published_once(
     gateway_settings: Settings, samples_dir: Path, sample_accounts: dict[str, Any]
 ) -> None:
     bodies = corpus_bodies(samples_dir)
@@ -90,9 +90,7 @@ async def test_each_corpus_request_is_acknowledged_and_published_once(
                 assert to_protocol(schema, record["data"]) == expected
 
 
-async def test_unknown_fields_are_kept_in_the_published_record(
-    gateway_settings: Settings, samples_dir: Path
-) -> None:
+async def test_unknown_fields_are_kept(gateway_settings: Settings, samples_dir: Path) -> None:
     body = next(body for body in corpus_bodies(samples_dir) if body["action"] == "report_new_msg")
     body = {**body, "client_session": "s-1", "client_build": 7, "data": {**body["data"], "trace": {"hop": 1}}}
     body["data"]["msg"] = {**body["data"]["msg"], "is_pinned": True}
@@ -130,7 +128,7 @@ async def test_unknown_action_is_accepted_and_published(
     assert orjson.loads(record["data_json"]) == data
 
 
-async def test_pull_task_hands_out_the_task_and_results_reach_the_task_source(
+async def test_pull_task_hands_out_task_and_forwards_result(
     gateway_settings: Settings, sample_accounts: dict[str, Any]
 ) -> None:
     task = {

@@ -75,7 +75,7 @@ async def test_every_bad_sample_is_refused_and_dead_lettered(
         assert letter["reason"]
 
 
-async def test_invalid_field_reason_names_the_field_the_value_and_what_was_expected(
+async def test_invalid_field_reason_names_field_value_expected(
     gateway_settings: Settings, sample_accounts: dict[str, Any]
 ) -> None:
     body = _message(sample_accounts)
@@ -88,7 +88,7 @@ async def test_invalid_field_reason_names_the_field_the_value_and_what_was_expec
     assert "integer" in reason
 
 
-async def test_login_from_unlisted_wxid_is_refused_in_login_ack_with_what_to_do(
+async def test_login_from_unlisted_wxid_is_refused(
     gateway_settings: Settings, sample_accounts: dict[str, Any]
 ) -> None:
     body = {
@@ -118,7 +118,7 @@ async def test_report_from_unlisted_wxid_is_forbidden(
     assert response.json()["error_code"] == errors.WXID_NOT_WHITELISTED.number
 
 
-async def test_body_over_the_limit_is_refused_and_dead_lettered_cut_to_the_cap(
+async def test_oversized_body_is_refused_and_dead_lettered(
     gateway_settings: Settings, sample_accounts: dict[str, Any]
 ) -> None:
     settings = gateway_settings.with_overrides(body_limit_bytes=64 * 1024, dead_letter_body_cap_bytes=1024)
@@ -158,7 +158,7 @@ async def test_contact_report_over_its_own_limit_is_refused(
     assert (response.status_code, response.json()["error_code"]) == (413, errors.BODY_TOO_LARGE.number)
 
 
-async def test_event_above_the_kafka_limit_that_cannot_be_split_is_refused(
+async def test_unsplittable_oversized_event_is_refused(
     gateway_settings: Settings, sample_accounts: dict[str, Any]
 ) -> None:
     settings = gateway_settings.with_overrides(kafka_max_message_bytes=4096)
@@ -171,7 +171,7 @@ async def test_event_above_the_kafka_limit_that_cannot_be_split_is_refused(
     assert await read_records(settings, "report_new_msg") == []
 
 
-async def test_url_token_is_required_when_the_app_has_one(
+async def test_url_token_required_when_configured(
     gateway_settings: Settings, sample_accounts: dict[str, Any], tmp_path: Path
 ) -> None:
     accounts = tmp_path / "with-token.toml"
@@ -193,7 +193,7 @@ async def test_url_token_is_required_when_the_app_has_one(
     assert [in_query.json()["error_code"], in_path.json()["error_code"]] == [0, 0]
 
 
-async def test_other_paths_and_methods_answer_json_with_ack_type(gateway_settings: Settings) -> None:
+async def test_unknown_path_and_method_get_json(gateway_settings: Settings) -> None:
     async with running_gateway(gateway_settings) as client:
         wrong_method = await client.get("/wehub")
         wrong_path = await client.post("/elsewhere", content=b"{}")

@@ -89,7 +89,7 @@ def gateway_process(settings: Settings, name: str, log_path: Path) -> Iterator[s
             process.wait(timeout=10)
 
 
-async def test_two_gateway_processes_behind_round_robin_answer_like_one(
+async def test_two_replicas_respond_like_one(
     gateway_settings: Settings, samples_dir: Path, tmp_path: Path
 ) -> None:
     bodies = [orjson.dumps(body) for body in corpus_bodies(samples_dir)]

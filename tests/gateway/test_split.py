@@ -69,7 +69,7 @@ def _assert_whole_snapshot(records: list[tuple[bytes | None, str, dict[str, Any]
     return snapshot_id
 
 
-async def test_contact_report_above_the_record_limit_is_split_into_a_whole_snapshot(
+async def test_oversized_contact_report_is_split(
     gateway_settings: Settings, sample_accounts: dict[str, Any]
 ) -> None:
     settings = gateway_settings.with_overrides(kafka_max_message_bytes=200_000)
@@ -95,7 +95,7 @@ async def test_contact_report_above_the_record_limit_is_split_into_a_whole_snaps
     assert {key for key, _, _ in records} == {sample_accounts["wxids"][0].encode()}
 
 
-async def test_room_member_report_above_the_record_limit_is_split_per_room(
+async def test_oversized_room_member_report_is_split(
     gateway_settings: Settings, sample_accounts: dict[str, Any]
 ) -> None:
     settings = gateway_settings.with_overrides(kafka_max_message_bytes=200_000)
@@ -133,7 +133,7 @@ async def test_room_member_report_above_the_record_limit_is_split_per_room(
     assert [record["room"] for _, _, record in records] == expected["room_data_list"]
 
 
-async def test_realistic_twelve_megabyte_contact_report_is_stored_whole(
+async def test_twelve_megabyte_contact_report_is_stored(
     gateway_settings: Settings, sample_accounts: dict[str, Any]
 ) -> None:
     body = orjson.dumps(_contact_report(sample_accounts, groups=2000, members=260, friends=8000))

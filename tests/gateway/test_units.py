@@ -19,11 +19,11 @@ def _write(path: Path, text: str, mtime_ns: int) -> None:
     os.utime(path, ns=(mtime_ns, mtime_ns))
 
 
-def test_login_signature_matches_the_specification_example_in_lower_case() -> None:
+def test_login_signature_is_lower_case_md5() -> None:
     assert login_signature("fangqing_hust", "helloworld", "112233") == "4b8d798f8b34a7bd2cd3b4cbfa309d9c"
 
 
-def test_error_codes_are_unique_and_every_one_has_a_message_in_each_locale() -> None:
+def test_error_codes_unique_with_messages() -> None:
     numbers = [code.number for code in errors.ALL_CODES]
     names = [code.name for code in errors.ALL_CODES]
     assert len(set(numbers)) == len(numbers)
@@ -34,7 +34,7 @@ def test_error_codes_are_unique_and_every_one_has_a_message_in_each_locale() -> 
     assert LOCALES == ("zh-CN", "en")
 
 
-def test_accounts_keep_unknown_keys_and_read_the_optional_url_token(tmp_path: Path) -> None:
+def test_accounts_read_url_token_and_unknown_keys(tmp_path: Path) -> None:
     path = tmp_path / "accounts.toml"
     path.write_text(
         '[[app]]\nappid = "a1"\nsecret = "s1"\nwxids = ["w1", "w2"]\nurl_token = "t"\n'
@@ -59,7 +59,7 @@ def test_accounts_keep_unknown_keys_and_read_the_optional_url_token(tmp_path: Pa
         ("[[app]\n", "not valid TOML"),
     ],
 )
-def test_invalid_accounts_file_is_refused_naming_the_problem(tmp_path: Path, text: str, named: str) -> None:
+def test_invalid_accounts_file_names_problem(tmp_path: Path, text: str, named: str) -> None:
     path = tmp_path / "accounts.toml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(AccountsError, match=named):
@@ -71,7 +71,7 @@ def test_missing_accounts_file_names_the_setting(tmp_path: Path) -> None:
         read_apps(tmp_path / "absent.toml")
 
 
-def test_accounts_file_change_is_picked_up_without_restart(tmp_path: Path) -> None:
+def test_accounts_change_applies_without_restart(tmp_path: Path) -> None:
     path = tmp_path / "accounts.toml"
     _write(path, '[[app]]\nappid = "a1"\nsecret = "s"\nwxids = ["w1"]\n', 1_000_000_000_000_000_000)
     accounts = Accounts(path, recheck_interval_s=0)
@@ -84,7 +84,7 @@ def test_accounts_file_change_is_picked_up_without_restart(tmp_path: Path) -> No
     assert accounts.get("a1") is None
 
 
-def test_accounts_file_turned_invalid_keeps_the_last_good_apps(tmp_path: Path) -> None:
+def test_invalid_accounts_reload_keeps_last_apps(tmp_path: Path) -> None:
     path = tmp_path / "accounts.toml"
     _write(path, '[[app]]\nappid = "a1"\nsecret = "s"\nwxids = ["w1"]\n', 1_000_000_000_000_000_000)
     accounts = Accounts(path, recheck_interval_s=0)

@@ -212,6 +212,8 @@ class CallbackHandler:
         return await self._acknowledge(app, envelope, record, ack_type)
 
     def _parse(self, body: bytes) -> dict[str, Any]:
+        # NOTE: orjson reads integers beyond 64 bits as floats, so such a number in a string field
+        # (an id sent unquoted) is stored rounded, e.g. "1e+40".
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError as error:
@@ -395,6 +397,7 @@ class CallbackHandler:
 
     async def refuse(self, request: Request, refusal: Refusal) -> Answer:
         """Answer a refusal, after writing the refused body to the dead-letter topic when Kafka allows."""
+        # NOTE: dead letters are not rate-limited here: a client flooding bad requests fills the topic.
         code = refusal.code
         params = {"event_id": request.event_id, **refusal.params}
         reason = CATALOG.render(code.name, self.locale, **params)

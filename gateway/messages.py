@@ -26,6 +26,7 @@ CATALOG = Catalog(
             "en": "field {field}: {value} is invalid, expected {expected}",
             "zh-CN": "字段 {field} 的值 {value} 无效：应为 {expected}",
         },
+        # NOTE: {expected} comes from schemas.normalize in English, also inside the zh-CN text.
         "invalid_field": {
             "en": "field {field}: {value} is invalid, expected {expected}",
             "zh-CN": "字段 {field} 的值 {value} 无效：应为 {expected}",

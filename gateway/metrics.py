@@ -1,13 +1,14 @@
 """Every Prometheus metric of the gateway, declared once; units are in the names.
 
-Each uvicorn worker process keeps its own values: with several workers, /metrics shows the
-worker that answered the scrape.
+Each uvicorn worker process keeps its own values.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+# NOTE: with several workers /metrics shows only the worker that served the scrape; summing them
+# needs prometheus_client's multiprocess mode, which is not set up.
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 _LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -52,6 +52,4 @@ def multipart(
 
 
 def upload_form(file_index: str, filename: str, content_type: str, data: bytes) -> tuple[str, bytes]:
-    return multipart(
-        [("file_index", file_index.encode(), None, None), ("file", data, filename, content_type)]
-    )
+    return multipart([("file_index", file_index.encode(), None, None), ("file", data, filename, content_type)])

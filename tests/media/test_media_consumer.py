@@ -45,7 +45,7 @@ def table_exists(settings: Settings) -> bool:
 
 
 async def consume_until(settings: Settings, done: Callable[[], Awaitable[bool]]) -> None:
-    """Run a media consumer until `done()` holds or WAIT_S passed, then stop it."""
+    """Run a media consumer until `done()` returns true or WAIT_S passed, then stop it."""
     consumer = MediaConsumer(settings)
     task = asyncio.ensure_future(consumer.run())
     try:
@@ -116,7 +116,7 @@ async def send(settings: Settings, bodies: list[dict[str, Any]]) -> None:
             assert response.status_code == 200, response.text
 
 
-async def test_corpus_uploads_get_stored_rows_and_media_messages_tasks(
+async def test_corpus_media_rows_and_tasks(
     media_settings: Settings, samples_dir: Path, sample_accounts: dict[str, Any]
 ) -> None:
     truth = json.loads((samples_dir / "truth.json").read_text(encoding="utf-8"))["uploads"]
@@ -165,9 +165,7 @@ async def test_corpus_uploads_get_stored_rows_and_media_messages_tasks(
     assert sorted(task["task_dict"]["file_index"] for task in tasks) == sorted(requested)
 
 
-async def test_message_delivered_twice_and_consumer_restarted_gives_one_task(
-    media_settings: Settings, sample_accounts: dict[str, Any]
-) -> None:
+async def test_redelivery_and_restart_give_one_task(media_settings: Settings, sample_accounts: dict[str, Any]) -> None:
     file_index = "3053020100044c304a0201000204aa11bb22cc33dd44ee55ff66"
     body = message(
         sample_accounts,
@@ -196,7 +194,7 @@ async def test_message_delivered_twice_and_consumer_restarted_gives_one_task(
     assert (row["status"], row["message_id"], row["task_id"]) == ("requested", "7001", task["task_id"])
 
 
-async def test_local_path_and_oversized_files_are_recorded_not_requested(
+async def test_local_path_and_oversized_files_skipped(
     media_settings: Settings, sample_accounts: dict[str, Any]
 ) -> None:
     local = "C:\\Users\\bot\\Documents\\WeChat Files\\wxid_x\\FileStorage\\Image\\2026-12\\a1.dat"
@@ -277,9 +275,7 @@ def media_server(files: dict[str, tuple[bytes, str]]) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-async def test_url_media_is_fetched_within_the_allowlist_and_cap(
-    media_settings: Settings, sample_accounts: dict[str, Any]
-) -> None:
+async def test_url_media_fetch_allowlist_and_cap(media_settings: Settings, sample_accounts: dict[str, Any]) -> None:
     gif = b"GIF89a" + bytes(range(200)) * 10
     thumb = b"\xff\xd8\xff" + b"j" * 3000
     files = {"/emoji/a.gif": (gif, "image/gif"), "/thumb/b.jpg": (thumb, "image/jpeg")}
@@ -336,7 +332,7 @@ async def test_url_media_is_fetched_within_the_allowlist_and_cap(
     assert [event["file_index"] for event in stored_events] == [indexes["emoji"]]
 
 
-async def test_url_on_a_loopback_address_is_refused_without_allow_private(
+async def test_loopback_url_rejected_without_allow_private(
     media_settings: Settings, sample_accounts: dict[str, Any]
 ) -> None:
     requested: list[str] = []
@@ -364,7 +360,7 @@ async def test_url_on_a_loopback_address_is_refused_without_allow_private(
     assert requested == []
 
 
-async def test_new_friend_avatar_is_fetched_when_avatars_are_enabled(
+async def test_new_friend_avatar_fetched_when_enabled(
     media_settings: Settings, sample_accounts: dict[str, Any]
 ) -> None:
     avatar = b"\xff\xd8\xff" + b"a" * 500

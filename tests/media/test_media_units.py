@@ -88,7 +88,7 @@ def _sample_messages(samples_dir: Path) -> list[dict[str, Any]]:
     ]
 
 
-def test_declared_size_reads_raw_msg_length_and_file_size(samples_dir: Path) -> None:
+def test_declared_size_from_raw_msg_and_file_size(samples_dir: Path) -> None:
     sizes = {int(msg["msg_type"]): declared_size(msg) for msg in _sample_messages(samples_dir)}
     assert all(isinstance(sizes[msg_type], int) for msg_type in (3, 34, 4903, 47))
     assert declared_size({"msg_type": 43, "raw_msg": '<msg><videomsg length="4096" playlength="3"/></msg>'}) == 4096
@@ -103,7 +103,7 @@ def _event(msg: dict[str, Any]) -> dict[str, Any]:
     return {"event_id": "e1", "appid": "wh_app", "bot_wxid": "wxid_bot", "data": {"msg": msg}}
 
 
-def test_policy_requests_files_of_policy_types_under_the_cap(pipeline_settings: Settings) -> None:
+def test_policy_requests_allowed_types_under_cap(pipeline_settings: Settings) -> None:
     policy = MediaPolicy(pipeline_settings.with_overrides(media_policy_types="3,43", media_max_request_bytes=1000))
     image = policy.decide(
         MESSAGE_SCHEMA, _event({"msg_type": 3, "file_index": "i1", "raw_msg": '<msg><img length="999"/></msg>'})
@@ -122,7 +122,7 @@ def test_policy_requests_files_of_policy_types_under_the_cap(pipeline_settings: 
     assert text == []
 
 
-def test_policy_records_url_media_as_skipped_when_fetching_is_off(pipeline_settings: Settings) -> None:
+def test_url_media_skipped_when_fetching_off(pipeline_settings: Settings) -> None:
     policy = MediaPolicy(pipeline_settings)
     url = "http://emoji.qpic.cn/wx_emoji/abc/"
     [decision] = policy.decide(MESSAGE_SCHEMA, _event({"msg_type": 47, "emoji_url": url}))
@@ -133,7 +133,7 @@ def test_policy_records_url_media_as_skipped_when_fetching_is_off(pipeline_setti
     )
 
 
-def test_link_thumbnail_comes_from_raw_msg_when_the_field_is_empty(pipeline_settings: Settings) -> None:
+def test_link_thumbnail_falls_back_to_raw_msg(pipeline_settings: Settings) -> None:
     policy = MediaPolicy(pipeline_settings.with_overrides(media_fetch_hosts="qpic.cn"))
     raw = "<msg><appmsg><title>t</title><thumburl>http://mmbiz.qpic.cn/abc</thumburl></appmsg></msg>"
     [decision] = policy.decide(MESSAGE_SCHEMA, _event({"msg_type": 49, "link_img_url": "", "raw_msg": raw}))
@@ -163,7 +163,7 @@ def test_fetch_allowlist_matches_hosts_and_subdomains_only() -> None:
         ("93.184.216.34", True),
     ],
 )
-def test_private_loopback_and_link_local_addresses_are_not_public(address: str, public: bool) -> None:
+def test_non_public_addresses_detected(address: str, public: bool) -> None:
     assert is_public(address) is public
 
 

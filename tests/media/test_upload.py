@@ -1,4 +1,4 @@
-"""POST /wehub/upload against real Kafka and MinIO: stored bytes, answers, refusals, dead letters."""
+"""POST /wehub/upload against real Kafka and MinIO: stored bytes, responses, refusals, dead letters."""
 
 from __future__ import annotations
 
@@ -90,9 +90,7 @@ async def test_same_file_twice_is_stored_once(
     assert [item.object_name for item in objects] == [events[0][2]["key"]]
 
 
-async def test_file_larger_than_a_part_streams_to_its_key(
-    media_settings: Settings, sample_accounts: dict[str, Any]
-) -> None:
+async def test_large_file_streams_to_its_key(media_settings: Settings, sample_accounts: dict[str, Any]) -> None:
     data = bytes(range(256)) * (20 * 1024 * 1024 // 256) + b"tail"
     form = upload_form("big-video-index", "clip.mp4", "video/mp4", data)
     store = MediaStore.from_settings(media_settings)
@@ -288,9 +286,7 @@ async def test_second_file_part_is_refused(media_settings: Settings, sample_acco
     assert await read_records(media_settings, topics.MEDIA_STORED) == []
 
 
-async def test_file_over_the_limit_mid_stream_leaves_no_object(
-    media_settings: Settings, sample_accounts: dict[str, Any]
-) -> None:
+async def test_limit_hit_mid_stream_leaves_no_object(media_settings: Settings, sample_accounts: dict[str, Any]) -> None:
     settings = media_settings.with_overrides(upload_limit_bytes=10 * 1024 * 1024)
     content_type, body = upload_form("idx", "big.mp4", "video/mp4", b"v" * (14 * 1024 * 1024))
     chunks = (body[offset : offset + 256 * 1024] for offset in range(0, len(body), 256 * 1024))

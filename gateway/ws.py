@@ -17,8 +17,8 @@ A bot always gets the same url of the list (a hash of its wxid), so its reconnec
 same replica. `heartbeat_interval` defaults to WEHUB_WS_HEARTBEAT_INTERVAL_S.
 
 On `GET /wehub/ws` (token as ?token= or /wehub/ws/<token>, checked on every frame as over
-HTTP) each text frame is one request, handled by CallbackHandler with transport="websocket" and
-answered by one frame. A connection must log in (a `login` frame, signature included) before it
+HTTP) each text frame is one request: CallbackHandler handles it with transport="websocket" and
+its response goes back as one frame. A connection must log in (a `login` frame, signature included) before it
 may send anything but heartbeats; it then belongs to that bot, and frames naming another bot are
 refused and dead-lettered. A newer connection of the same bot replaces the older one. Heartbeats
 (`action` or the specification's `atcion`) are not published; a connection silent for three
@@ -62,7 +62,7 @@ HEARTBEAT = "heartbeat"
 SILENT_INTERVALS = 3
 SEND_QUEUE_FRAMES = 64
 SWEEP_INTERVAL_S = 1.0
-# Longest wait for a close frame or the last frames to reach a client that stopped reading.
+# Maximum wait for the close frame to reach a client that stopped reading.
 CLOSE_TIMEOUT_S = 5.0
 
 NOT_LOGGED_IN = errors.ErrorCode(1701, "ws_not_logged_in", 403)
@@ -93,7 +93,7 @@ BotKey = tuple[str, str]
 
 
 def websocket_url(public_url: str, token: str | None) -> str:
-    """The default ws_url: the public URL with its scheme swapped, path /wehub/ws[/<token>]."""
+    """Return the default ws_url: the public URL with its scheme swapped, path /wehub/ws[/<token>]."""
     if public_url.startswith("https://"):
         base = "wss://" + public_url.removeprefix("https://")
     else:
@@ -102,7 +102,7 @@ def websocket_url(public_url: str, token: str | None) -> str:
 
 
 def pick_url(urls: tuple[str, ...], wxid: str) -> str:
-    """The same url of `urls` for a wxid on every replica and every run."""
+    """Return the url of `urls` for `wxid`, the same on every replica and every run."""
     digest = hashlib.sha256(wxid.encode()).digest()
     return urls[int.from_bytes(digest[:8], "big") % len(urls)]
 
@@ -147,7 +147,7 @@ class Connection:
         return SEND_QUEUE_FRAMES - len(self._frames) - self._reserved
 
     def send(self, payload: dict[str, Any]) -> bool:
-        """Queue a frame; False (and the connection closing) when the queue is full."""
+        """Queue a frame. Return False, and close the connection, when the queue is full."""
         if self.closed.is_set():
             return False
         if self.room() <= 0:
@@ -158,7 +158,7 @@ class Connection:
         return True
 
     def reserve(self) -> bool:
-        """Hold one slot of the queue for a push; False when there is none."""
+        """Reserve one slot of the queue for a push. Return False when no slot is free."""
         if self.closed.is_set() or self.room() <= 0:
             return False
         self._reserved += 1
@@ -174,7 +174,7 @@ class Connection:
         return True
 
     def close(self, code: int, reason: str) -> None:
-        """Ask the sender to close the socket; the first reason given is the one counted."""
+        """Ask the sender to close the socket. Only the first reason given is counted."""
         if self.closed.is_set():
             return
         self.close_code, self.close_reason = code, reason
@@ -195,9 +195,9 @@ class Connection:
                 if not self._frames:
                     await self._wakeup.wait()
         except Exception as error:
-            # Any failure to send means the client is gone.
+            # Any failure to send means that the client is gone.
             self.close(1011, "send_failed")
-            log.debug("websocket send failed: %s", type(error).__name__)
+            log.debug("websocket send failed: %s", type(error).__name__, extra={"close_reason": self.close_reason})
             return
         finally:
             self._frames.clear()
@@ -229,6 +229,7 @@ class Hub:
     # The login_ack extension.
 
     def login_extension(self, app: App, wxid: str) -> dict[str, Any] | None:
+        """Return the extension_protocol for a bot in websocket mode, or None for a bot on HTTP."""
         options = app.websocket
         if options is None or not options.covers(wxid):
             return None
@@ -241,6 +242,7 @@ class Hub:
     def attach(self, connection: Connection, bot: BotKey) -> None:
         """Make `connection` the one of `bot`, closing the connection it replaces."""
         previous = self.connections.get(bot)
+        # NOTE: only a connection on this replica is replaced; one on another replica stays open until it goes silent.
         if previous is not None and previous is not connection:
             previous.bot = None
             previous.close(*CLOSE_REPLACED)
@@ -267,7 +269,7 @@ class Hub:
     # Pushes.
 
     def task_added(self, task: PendingTask) -> None:
-        """Listener of the task source: a new task of a connected bot is pushed now or when due."""
+        """Schedule a push of a new task of a connected bot, now or at its not_before."""
         bot = (task.appid, task.bot_wxid)
         if bot not in self.connections:
             return
@@ -301,7 +303,7 @@ class Hub:
             self._pushing.discard(bot)
         loop = asyncio.get_running_loop()
         if pushed:
-            # Pacing: the task source refuses a hand-out before the interval, so ask again right after.
+            # The task source hands out nothing before the pacing interval ends, so try again right after it.
             loop.call_later(self.min_interval_s + 0.01, self.mark, bot)
         if bot in self._again:
             self._again.discard(bot)
@@ -324,7 +326,7 @@ class Hub:
             return False
         frame = {"error_code": 0, "error_reason": "", "ack_type": "pull_task_ack", "data": task}
         if self.connections.get(bot) is not connection or not connection.send_reserved(frame):
-            # NOTE: a task handed out while its connection closed is not resent; it expires unreported.
+            # NOTE: a task handed out while its connection closed is not resent, so it expires without a result.
             ws_metrics.PUSHES_LOST.inc()
             log.warning("task %s handed out but its websocket closed before the push", task.get("task_id"))
             return True
@@ -341,7 +343,7 @@ class Hub:
                 yield bot
 
     async def _sweep(self) -> None:
-        """Catch what no event announces: not_before reached, a claim released, a daily cap reset."""
+        """Mark bots whose task became due without an event: not_before reached, claim released, new day."""
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             for bot in list(self._due_bots()):
@@ -351,7 +353,7 @@ class Hub:
     # One connection.
 
     async def serve(self, websocket: WebSocket) -> None:
-        """The life of one websocket, from accept to close."""
+        """Serve one websocket from accept to close."""
         await websocket.accept()
         client = websocket.client
         token = websocket.path_params.get("token") or websocket.query_params.get("token")
@@ -423,18 +425,19 @@ class Hub:
             token=connection.token,
             transport="websocket",
         )
-        refusal = self._ownership(connection, document, action)
-        if refusal is not None:
-            connection.send(await self._refuse(request, action, *refusal))
+        rejection = self._ownership(connection, document, action)
+        if rejection is not None:
+            connection.send(await self._reject(request, action, *rejection))
             return
         answer = await self.handler.handle(request)
         connection.send(self._after(connection, request, answer))
 
     def _ownership(self, connection: Connection, document: Any, action: str | None) -> tuple[
             errors.ErrorCode, dict[str, Any]] | None:
-        """Why a readable frame may not go through this connection, or None when it may."""
+        """Return the error code and its parameters when the frame may not use this connection, else None."""
         if not isinstance(document, dict) or action is None:
-            return None  # the handler refuses it with the precise reason
+            # The handler rejects this frame with the precise reason.
+            return None
         appid, wxid = document.get("appid"), document.get("wxid")
         if connection.bot is None:
             return None if action == "login" else (NOT_LOGGED_IN, {"action": action[:64]})
@@ -443,25 +446,25 @@ class Hub:
             return OTHER_BOT, {"bound": bound, "bound_appid": bound_appid, "wxid": str(wxid)[:64]}
         return None
 
-    async def _refuse(self, request: Request, action: str | None, code: errors.ErrorCode,
+    async def _reject(self, request: Request, action: str | None, code: errors.ErrorCode,
                       params: dict[str, Any]) -> dict[str, Any]:
         request.action = action
         locale = self.handler.locale
         await self.handler.dead_letter(request, code, CATALOG.render(code.name, "en", **params), code.status)
-        log.info("websocket frame refused", extra={"event_id": request.event_id, "reason_code": code.name,
+        log.info("websocket frame rejected", extra={"event_id": request.event_id, "reason_code": code.name,
                                                    "action": action})
         return {"error_code": code.number, "error_reason": CATALOG.render(code.name, locale, **params),
                 "ack_type": ack_type_for(action)}
 
     def _after(self, connection: Connection, request: Request, answer: Answer) -> dict[str, Any]:
-        """Bind or release the bot after its login or logout; the answer frame to send."""
+        """Bind the bot after its login, stop pushes after its logout, and return the response frame."""
         payload = answer.payload
         if payload.get("error_code") != 0 or request.appid is None or request.bot_wxid is None:
             return payload
         bot = (request.appid, request.bot_wxid)
         if request.action == "login":
             data = dict(payload.get("data") or {})
-            # Already on the socket: a client told to connect again would loop.
+            # The client is on the socket already, and it would reconnect in a loop if it got the url again.
             data.pop("extension_protocol", None)
             app = self.handler.accounts.get(request.appid)
             options = app.websocket if app is not None else None
@@ -469,14 +472,14 @@ class Hub:
             self.attach(connection, bot)
             return {**payload, "data": data}
         if request.action == "logout":
-            # No more pushes, but the socket stays the bot's: events after a logout go through as over HTTP.
+            # Pushes stop, but the socket stays the bot's, so that events after a logout are accepted as over HTTP.
             self.detach(connection)
             connection.bot = bot
         return payload
 
 
 def websocket_routes(handler: CallbackHandler) -> list[BaseRoute]:
-    """The routes of websocket mode; also sets the handler's login_ack extension."""
+    """Return the routes of websocket mode, and set the handler's login_ack extension."""
     hub = Hub(handler)
     handler.login_extension = hub.login_extension
 

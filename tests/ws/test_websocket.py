@@ -196,3 +196,26 @@ async def test_wrong_url_token_is_refused_on_every_frame(
             assert (await request(bot, login))["error_code"] == 1202
         async with logged_in_bot(ws_url, appid, wxid) as bot:
             assert bot.state.name == "OPEN"
+
+
+async def test_frames_over_the_body_limits_are_rejected_or_closed(
+    ws_settings: Settings, ws_port: int, sample_accounts: dict[str, Any]
+) -> None:
+    settings = ws_settings.with_overrides(body_limit_bytes=2048, contact_body_limit_bytes=8192)
+    appid, wxid = sample_accounts["appid"], EXTRA_BOTS[3]
+    message = {"action": "report_new_msg", "appid": appid, "wxid": wxid,
+               "data": {"msg": {"msg_type": 1, "room_wxid": "", "wxid_from": "a", "wxid_to": wxid, "msg": "x" * 3000}}}
+    async with serving(settings, ws_port), logged_in_bot(f"ws://127.0.0.1:{ws_port}/wehub/ws", appid, wxid) as bot:
+        too_large = await request(bot, message)
+        assert too_large["error_code"] == 1101
+        assert "limit of 2048 bytes" in too_large["error_reason"]
+
+        message["data"]["msg"]["msg"] = "x" * 9000
+        await bot.send(orjson.dumps(message).decode())
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(bot.recv(), FRAME_TIMEOUT_S)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1009
+
+    reasons = [record["reason_code"] for _, _, record in await read_records(settings, "dead_letter")]
+    assert reasons == ["body_too_large"]

@@ -11,8 +11,10 @@ task_id wins. A replica hands a task out only after it has read its own claim ba
 
 Claiming costs a Kafka round trip of a few milliseconds. To keep pull_task fast, a replica that
 hands a task out claims the bot's next task at once (claim ahead), so the next poll that reaches
-it answers from memory. The price: while a replica holds a bot's next claim, polls of that bot
-that land on other replicas get no task (they may not skip ahead, or the order would break).
+it is served from memory. It does so only when the bot's previous task also went out from this
+replica: while a replica has a bot's next claim, polls of that bot landing on other replicas get
+no task (they may not skip ahead, or the order would break), so under a round-robin balancer
+every replica claims on the poll instead and each poll pays the round trip.
 A claim left unused for `CLAIM_TTL_S` is released by its holder, and one never released (its
 holder died) counts as lost after twice that time: its task is marked expired, not resent,
 because the holder may have handed it out just before it died.
@@ -228,7 +230,11 @@ class KafkaTaskSource:
         )
         self.board.add_task(task)
         for listener in self.task_listeners:
-            listener(task)
+            try:
+                listener(task)
+            except Exception:
+                # A failing listener must not stop the view from following the topics.
+                log.exception("task listener failed on task %s", task.task_id)
 
     def _apply_status(self, value: bytes | None) -> None:
         if value is None:
@@ -309,13 +315,17 @@ class KafkaTaskSource:
         return still_pending and not self.board.paced(task.appid, task.bot_wxid, now)
 
     def _hand_out(self, task: PendingTask, now: int) -> dict[str, Any]:
+        previous = self.board.last_dispatcher(task.appid, task.bot_wxid)
         self._own_claims.pop(task.task_id, None)
         self.board.apply_dispatch(task.task_id, (task.appid, task.bot_wxid), task.task_type, self.gateway_name, now)
         heapq.heappush(self._deadlines, (now + self.result_timeout_ms, "result", task.task_id))
         # The hand-out does not wait for this record: the winning claim already keeps every other
         # replica from sending the task, whether or not the dispatch record arrives.
         self._in_background(self._publish_status(task, "dispatched", now, None))
-        if self.claim_ahead:
+        # Claim ahead only for a bot whose polls keep reaching this replica. Under a round-robin
+        # balancer the previous task went out elsewhere, and a claim held here would make the
+        # next poll, landing on the other replica, come back empty.
+        if self.claim_ahead and previous in ("", self.gateway_name):
             upcoming = self.board.choose(task.appid, task.bot_wxid, now).task
             if upcoming is not None and upcoming.task_id not in self.board.claims:
                 self._in_background(self._claim(upcoming))
@@ -364,13 +374,13 @@ class KafkaTaskSource:
     ) -> None:
         """Record the outcome on the status topic and tombstone the task; raises PublishError.
 
-        A result for a task this view does not hold for that bot, claimed or dispatched, is
-        ignored: a bot must not be able to remove another bot's task by naming its id.
+        A result naming a task that is not pending for that same bot is ignored, so a bot cannot
+        remove another bot's task by naming its id. The dispatch itself need not be in this
+        replica's view yet, because the result may arrive here before the dispatch record does.
         """
         task = self.board.tasks.get(task_id)
-        known = task_id in self.board.dispatched or task_id in self.board.claims
-        if task is None or (task.appid, task.bot_wxid) != (appid, bot_wxid) or not known:
-            log.info("result for task %s ignored: not dispatched to this bot", task_id)
+        if task is None or (task.appid, task.bot_wxid) != (appid, bot_wxid):
+            log.info("result for task %s ignored: no such task pending for this bot", task_id)
             return
         now = now_ms()
         self.board.apply_finish(task_id, now)

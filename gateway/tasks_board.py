@@ -58,6 +58,7 @@ class BotState:
 
     tasks: list[PendingTask] = field(default_factory=list)
     last_dispatch_at: int = 0
+    last_dispatch_gateway: str = ""
     accept_day: int = -1
     accept_count: int = 0
 
@@ -96,6 +97,8 @@ class TaskBoard:
         self.dispatched_by: dict[str, str] = {}
         # task_id -> when it finished, in that order; kept for FINISHED_MEMORY_MS to ignore late records.
         self.finished: dict[str, int] = {}
+        # task_id -> dispatch time of every dispatch counted for pacing, kept as long as `finished`.
+        self.counted_dispatches: dict[str, int] = {}
         # (deadline_ms, task_id) of tasks whose expires_at will pass.
         self.expiry_heap: list[tuple[int, str]] = []
 
@@ -152,13 +155,20 @@ class TaskBoard:
             del self.claims[task_id]
 
     def apply_dispatch(self, task_id: str, bot_key: BotKey, task_type: int, gateway: str, at: int) -> None:
-        """Count a hand-out once, whether it comes from this replica or back from the topic."""
-        if task_id in self.finished or task_id in self.dispatched:
+        """Count a hand-out once, whether it comes from this replica or back from the topic.
+
+        A dispatch read after the task's result still counts for pacing, because replicas may
+        read the result first.
+        """
+        if task_id in self.counted_dispatches:
             return
-        self.dispatched[task_id] = at
-        self.dispatched_by[task_id] = gateway
+        self.counted_dispatches[task_id] = at
+        if task_id not in self.finished:
+            self.dispatched[task_id] = at
+            self.dispatched_by[task_id] = gateway
         bot = self.bots.setdefault(bot_key, BotState())
-        bot.last_dispatch_at = max(bot.last_dispatch_at, at)
+        if at >= bot.last_dispatch_at:
+            bot.last_dispatch_at, bot.last_dispatch_gateway = at, gateway
         if task_type == ACCEPT_FRIEND_REQUEST:
             day = at // DAY_MS
             if bot.accept_day != day:
@@ -177,6 +187,11 @@ class TaskBoard:
             if now - at < FINISHED_MEMORY_MS:
                 break
             del self.finished[task_id]
+        while self.counted_dispatches:
+            task_id, at = next(iter(self.counted_dispatches.items()))
+            if now - at < FINISHED_MEMORY_MS or task_id in self.tasks:
+                break
+            del self.counted_dispatches[task_id]
         for task_id, claim in list(self.claims.items()):
             if task_id not in self.tasks and now - claim.at > FINISHED_MEMORY_MS:
                 del self.claims[task_id]
@@ -209,6 +224,11 @@ class TaskBoard:
         """Return True when the bot got a task less than the minimum interval ago."""
         bot = self.bots.get((appid, bot_wxid))
         return bot is not None and now - bot.last_dispatch_at < self.pacing.min_interval_ms
+
+    def last_dispatcher(self, appid: str, bot_wxid: str) -> str:
+        """Return the gateway that dispatched the bot's latest task, or "" when none did."""
+        bot = self.bots.get((appid, bot_wxid))
+        return bot.last_dispatch_gateway if bot is not None else ""
 
     def pop_overdue(self, now: int) -> list[PendingTask]:
         """Tasks whose expires_at passed and that were never dispatched."""

@@ -138,3 +138,14 @@ def test_tombstone_removes_task_and_its_claim() -> None:
     assert len(view) == 0
     assert "a" not in view.claims
     assert chosen(view) is None
+
+
+def test_dispatch_read_after_result_still_paces_bot() -> None:
+    view = board(min_interval_ms=2000, daily_accept_cap=1)
+    view.add_task(task("accept", task_type=13))
+    view.apply_finish("accept", NOW)
+    view.apply_dispatch("accept", (APPID, BOT), 13, "g2", NOW)
+    view.apply_dispatch("accept", (APPID, BOT), 13, "g2", NOW)
+    assert view.paced(APPID, BOT, NOW + 1000)
+    assert view.last_dispatcher(APPID, BOT) == "g2"
+    assert view.bots[(APPID, BOT)].accepts_on(NOW // DAY_MS) == 1

@@ -74,3 +74,16 @@ async def test_own_message_never_gets_a_send_task_in_common_ack(
     assert body["ack_type"] == "common_ack"
     assert body["error_code"] == 0
     assert [task for task in body["data"].get("reply_task_list", []) if task.get("task_type") == 1] == []
+
+
+async def test_result_for_another_bots_task_is_ignored(
+    task_settings: Settings, sample_accounts: dict[str, Any]
+) -> None:
+    appid, bot, other_bot = sample_accounts["appid"], sample_accounts["wxids"][0], sample_accounts["wxids"][2]
+    async with running_gateway(task_settings) as client:
+        [task_id] = await submit(client, [send_task(bot, "room@chatroom", "x")])
+        await report(client, appid, other_bot, task_id, 1)
+        assert (await pull(client, appid, bot))["task_id"] == task_id
+
+    tasks = await read_topic(task_settings, topics.TASKS)
+    assert [(key, name) for key, name, _ in tasks] == [(task_id, topics.TASK_SCHEMA)]

@@ -118,6 +118,7 @@ def test_round_robin_polls_get_each_task_once_in_order(
                       "data": {"task_id": data["task_id"], "task_result": 1, "error_reason": ""}}
             assert client.post(f"{two_gateways[polls % 2]}/wehub", json=result).json()["error_code"] == 0
 
+    print(f"{polls} polls for {TASK_COUNT} tasks")
     assert len(received) == TASK_COUNT
     assert len(set(received)) == TASK_COUNT
     assert received == submitted
@@ -127,3 +128,5 @@ def test_round_robin_polls_get_each_task_once_in_order(
                       if name == topics.TASK_STATUS_SCHEMA and record is not None]
     dispatched = [record["task_id"] for record in status_records if record["status"] == "dispatched"]
     assert sorted(dispatched) == sorted(submitted)
+    succeeded = [record["task_id"] for record in status_records if record["status"] == "succeeded"]
+    assert sorted(succeeded) == sorted(submitted)

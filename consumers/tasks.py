@@ -12,7 +12,7 @@ so this consumer runs the same chain through `TasksRunner`, which decodes task r
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from clickhouse_connect.driver.client import Client
 
@@ -47,6 +47,10 @@ def task_row(schema_name: str, record: dict[str, Any]) -> list[Any]:
 
 class TasksProcessor:
     name = "tasks"
+    # Each row stands alone, so events need no gateway-time order across partitions.
+    ordered = False
+    # The runner this processor needs; the plain Runner rejects task records as poison.
+    runner_class: ClassVar[type[Runner]]
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -91,10 +95,14 @@ class TasksRunner(Runner):
         return Event(message.topic, message.partition, message.offset, schema_name, record)
 
 
+TasksProcessor.runner_class = TasksRunner
+
+
 def make_runner(settings: Settings, client: Client | None = None) -> TasksRunner:
     """The tasks consumer, ready to `run()`; it is its own consumer group like the others.
 
-    NOTE: not in consumers.registry yet. `wehub consume` builds a plain Runner, which rejects
-    task records as poison, so it must build TasksRunner for this processor first.
+    NOTE: not in consumers.registry yet. `wehub consume` builds a plain Runner for every
+    processor, so it must build `processor.runner_class` first; until then `wehub task consume`
+    runs this consumer alone.
     """
     return TasksRunner(settings, TasksProcessor(settings), client)

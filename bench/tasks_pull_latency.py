@@ -7,7 +7,7 @@ then bots pull. Phases, each bounded:
 1. first pull of a bot: no claim yet, so the replica claims and waits to read the claim back;
 2. later pulls: the task was claimed ahead when the previous one went out (the common case);
 3. the same later pulls as whole pull_task requests through the ASGI app, which adds parsing
-   and the pull_task event the gateway publishes to Kafka (acks=all) before it answers.
+   and the pull_task event the gateway publishes to Kafka (acks=all) before it responds.
 
 Requests run `--concurrency` at a time, so latency includes waiting for the event loop.
 Memory is the growth of the resident set while the app reads the tasks, divided by their number.
@@ -104,7 +104,7 @@ async def timed_calls(
 
 
 def asgi_pull(app: Any) -> Callable[[str], Awaitable[bool]]:
-    """A pull_task request straight into the ASGI app, without an HTTP server or client."""
+    """Make a function that sends pull_task straight into the ASGI app, without an HTTP server or client."""
 
     async def call(bot: str) -> bool:
         body = json.dumps({"action": "pull_task", "appid": APPID, "wxid": bot, "data": {}}).encode()

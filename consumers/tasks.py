@@ -47,7 +47,7 @@ def task_row(schema_name: str, record: dict[str, Any]) -> list[Any]:
 
 class TasksProcessor:
     name = "tasks"
-    # Each row stands alone, so events need no gateway-time order across partitions.
+    # Each row is independent of the others, so events need no gateway-time order across partitions.
     ordered = False
     # The runner this processor needs; the plain Runner rejects task records as poison.
     runner_class: ClassVar[type[Runner]]
@@ -99,7 +99,7 @@ TasksProcessor.runner_class = TasksRunner
 
 
 def make_runner(settings: Settings, client: Client | None = None) -> TasksRunner:
-    """The tasks consumer, ready to `run()`; it is its own consumer group like the others.
+    """Build the tasks consumer, ready to `run()` as its own consumer group like the others.
 
     NOTE: not in consumers.registry yet. `wehub consume` builds a plain Runner for every
     processor, so it must build `processor.runner_class` first; until then `wehub task consume`

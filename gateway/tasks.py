@@ -50,9 +50,9 @@ log = logging.getLogger(__name__)
 
 CLAIM_SCHEMA = "wehub.task.TaskClaim"
 CLAIM_TTL_S = 30.0
-# Longest wait for a claim to come back through Kafka; pull_task then returns no task.
+# Maximum wait for a claim to come back through Kafka; pull_task then returns no task.
 CLAIM_READ_BACK_S = 2.0
-# Longest wait at start for the view to catch up with both topics. Until then pull_task returns no task.
+# Maximum wait at start for the view to catch up with both topics. Until then pull_task returns no task.
 CATCH_UP_WAIT_S = 120.0
 _SWEEP_INTERVAL_S = 0.5
 _FORGET_INTERVAL_S = 60.0
@@ -458,7 +458,7 @@ class KafkaTaskSource:
 
 
 def build_task_source(settings: Settings, publisher: Publisher) -> KafkaTaskSource:
-    """The gateway's task source; called by gateway.app before the publisher starts."""
+    """Build the gateway's task source; gateway.app calls it before the publisher starts."""
     # A fresh suffix per process: claims of an earlier run of this gateway must not count as its own.
     name = f"{default_gateway_name(settings)}-{uuid.uuid4().hex[:6]}"
     return KafkaTaskSource(settings, publisher, name, claim_ahead=bool(settings.task_claim_ahead))

@@ -1,7 +1,7 @@
 """The gateway's in-memory view of pending tasks, built from the task and task status topics.
 
 The view does no I/O: `gateway.tasks` feeds it the records of both topics in partition order and
-asks it which task a bot may get next. Every replica builds the same view from the same records,
+lets it choose which task a bot may get next. Every replica builds the same view from the same records,
 so the rules here decide the same way everywhere:
 
 - a task is pending from its record in the compacted task topic until its tombstone;

@@ -5,7 +5,7 @@
     wehub task send --json tasks.json        # one task object or an array of them
 
 The appid comes from --appid, the task object, or the accounts file when it has one app.
-Every task is checked before any is produced; the exit status is 0 when all were written,
+Every task is checked before any is produced. The exit status is 0 when all were written,
 2 when one is invalid (the message names the field) and 1 when Kafka did not acknowledge.
 """
 

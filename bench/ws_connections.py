@@ -1,7 +1,7 @@
 """Websocket mode at scale: 2,000 bots connected to one gateway worker, memory and push latency.
 
 One gateway (`wehub gateway`, one uvicorn worker) runs in a subprocess against real Kafka with
-websocket mode on; this process opens the sockets (one asyncio loop), logs every bot in over its
+websocket mode on. This process opens the sockets in one asyncio loop, logs every bot in over its
 socket and sends a heartbeat every `--heartbeat-s` per bot. Phases, each bounded in time:
 
 0. the ceiling: the same number of sockets on a bare Starlette endpoint (bench.ws_ceiling), for
@@ -81,7 +81,7 @@ def raise_fd_limit(needed: int) -> int:
 
 @contextlib.contextmanager
 def gateway(env: dict[str, str], port: int, ceiling: bool = False) -> Iterator[subprocess.Popen[bytes]]:
-    """The gateway (or with `ceiling` the bare endpoint) on 127.0.0.1:`port`, once it answers."""
+    """Start the gateway (with `ceiling`, the bare endpoint) on 127.0.0.1:`port` and wait until it responds."""
     command = [sys.executable, "-m", "wehub.cli", "gateway", "--host", "127.0.0.1", "--port", str(port),
                "--workers", "1"]
     if ceiling:
@@ -131,7 +131,7 @@ async def open_bot(fleet: Fleet, ws_url: str, wxid: str) -> None:
     await bot.send(orjson.dumps({"action": "login", "appid": APPID, "wxid": wxid, "data": {}}).decode())
     answer = orjson.loads(await asyncio.wait_for(bot.recv(), 30))
     if answer.get("error_code") != 0:
-        raise RuntimeError(f"login of a bench bot refused: {answer.get('error_code')}")
+        raise RuntimeError(f"login of a bench bot rejected with error_code {answer.get('error_code')}")
     fleet.sockets[wxid] = bot
     fleet.running.append(asyncio.create_task(listen(fleet, wxid, bot)))
     fleet.running.append(asyncio.create_task(beat(fleet, wxid, bot)))

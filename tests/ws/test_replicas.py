@@ -107,7 +107,7 @@ async def _pushes(bot: ClientConnection, expected: int) -> list[dict[str, Any]]:
     return frames
 
 
-async def test_tasks_reach_each_bot_once_on_the_replica_holding_its_socket(
+async def test_replicas_push_each_task_once(
     ws_settings: Settings, sample_accounts: dict[str, Any], tmp_path: Path
 ) -> None:
     appid = sample_accounts["appid"]

@@ -27,12 +27,12 @@ def _hub(path: Path, public_url: str = "https://gw.example.test/") -> Hub:
     return Hub(handler)
 
 
-def test_default_ws_url_follows_the_public_url_and_carries_the_url_token() -> None:
+def test_default_ws_url_from_public_url() -> None:
     assert websocket_url("http://127.0.0.1:8700", None) == "ws://127.0.0.1:8700/wehub/ws"
     assert websocket_url("https://gw.example.test", "t0k") == "wss://gw.example.test/wehub/ws/t0k"
 
 
-def test_a_bot_always_gets_the_same_url_and_bots_spread_over_all() -> None:
+def test_pick_url_stable_and_spread() -> None:
     urls = ("ws://a/wehub/ws", "ws://b/wehub/ws", "ws://c/wehub/ws")
     wxids = [f"wxid_{number}" for number in range(300)]
     assert [pick_url(urls, wxid) for wxid in wxids] == [pick_url(urls, wxid) for wxid in wxids]
@@ -50,14 +50,14 @@ def test_websocket_wxids_switch_only_the_listed_bots(tmp_path: Path) -> None:
         "type": "websocket", "param": {"ws_url": "wss://gw.example.test/wehub/ws", "heartbeat_interval": 10}}
 
 
-def test_listed_ws_urls_are_handed_out_as_they_are(tmp_path: Path) -> None:
+def test_listed_ws_urls_kept_verbatim(tmp_path: Path) -> None:
     path = _accounts(tmp_path, 'websocket = true\nws_urls = ["ws://x:1/wehub/ws?token=t"]\nurl_token = "t"\n')
     extension = _hub(path).login_extension(read_apps(path)["a1"], "w3")
     assert extension is not None
     assert extension["param"] == {"ws_url": "ws://x:1/wehub/ws?token=t", "heartbeat_interval": 30}
 
 
-def test_websocket_table_form_is_read_and_can_be_turned_off(tmp_path: Path) -> None:
+def test_websocket_table_form_and_off_switch(tmp_path: Path) -> None:
     on = read_apps(_accounts(tmp_path, "[app.websocket]\nwxids = [\"w1\"]\nheartbeat_interval = 5\n"))["a1"]
     assert on.websocket is not None
     assert on.websocket.covers("w1")

@@ -35,11 +35,11 @@ PER_DELIVERY = frozenset({"event_id", "received_at", "received_at_ms", "transpor
 
 
 def _comparable(record: dict[str, Any]) -> bytes:
-    kept = {key: value for key, value in record.items() if key not in PER_DELIVERY}
-    return orjson.dumps(kept, option=orjson.OPT_SORT_KEYS, default=str)
+    stable = {key: value for key, value in record.items() if key not in PER_DELIVERY}
+    return orjson.dumps(stable, option=orjson.OPT_SORT_KEYS, default=str)
 
 
-async def test_corpus_over_websocket_publishes_the_same_records_as_over_http(
+async def test_websocket_corpus_matches_http_records(
     ws_settings: Settings, ws_port: int, samples_dir: Path, sample_accounts: dict[str, Any]
 ) -> None:
     bodies = corpus_bodies(samples_dir)
@@ -73,7 +73,7 @@ async def test_corpus_over_websocket_publishes_the_same_records_as_over_http(
         assert sorted(by_transport["websocket"]) == sorted(by_transport["http"]), action
 
 
-async def test_task_for_a_connected_bot_is_pushed_without_pull_task(
+async def test_task_pushed_to_connected_bot(
     ws_settings: Settings, ws_port: int, sample_accounts: dict[str, Any]
 ) -> None:
     appid, wxid = sample_accounts["appid"], sample_accounts["wxids"][0]
@@ -98,7 +98,7 @@ async def test_task_for_a_connected_bot_is_pushed_without_pull_task(
     assert statuses == ["dispatched", "succeeded"]
 
 
-async def test_pushes_to_one_bot_wait_for_the_pacing_interval(
+async def test_pushes_wait_for_pacing_interval(
     ws_settings: Settings, ws_port: int, sample_accounts: dict[str, Any]
 ) -> None:
     appid, wxid = sample_accounts["appid"], sample_accounts["wxids"][1]
@@ -117,7 +117,7 @@ async def test_pushes_to_one_bot_wait_for_the_pacing_interval(
     assert arrivals[1][1] - arrivals[0][1] >= 0.9
 
 
-async def test_frames_before_login_and_of_another_bot_are_refused_and_dead_lettered(
+async def test_early_and_foreign_frames_rejected(
     ws_settings: Settings, ws_port: int, sample_accounts: dict[str, Any]
 ) -> None:
     appid, wxid, other = sample_accounts["appid"], sample_accounts["wxids"][0], sample_accounts["wxids"][1]
@@ -140,7 +140,7 @@ async def test_frames_before_login_and_of_another_bot_are_refused_and_dead_lette
     assert sorted(reasons) == ["ws_not_logged_in", "ws_other_bot"]
 
 
-async def test_new_connection_of_a_bot_replaces_the_old_one(
+async def test_new_connection_replaces_old_one(
     ws_settings: Settings, ws_port: int, sample_accounts: dict[str, Any]
 ) -> None:
     appid, wxid = sample_accounts["appid"], EXTRA_BOTS[0]
@@ -160,7 +160,7 @@ async def test_new_connection_of_a_bot_replaces_the_old_one(
         assert pull == {"error_code": 0, "error_reason": "", "ack_type": "pull_task_ack", "data": {}}
 
 
-async def test_silent_connection_is_closed_after_three_heartbeat_intervals(
+async def test_silent_connection_closed_after_three_intervals(
     ws_settings: Settings, ws_port: int, sample_accounts: dict[str, Any], tmp_path: Path
 ) -> None:
     accounts = write_accounts(tmp_path / "fast.toml", sample_accounts, "heartbeat_interval = 1\n")
@@ -181,7 +181,7 @@ async def test_silent_connection_is_closed_after_three_heartbeat_intervals(
             assert closed.value.rcvd.reason == "heartbeat_timeout"
 
 
-async def test_wrong_url_token_is_refused_on_every_frame(
+async def test_wrong_url_token_rejected(
     ws_settings: Settings, ws_port: int, sample_accounts: dict[str, Any], tmp_path: Path
 ) -> None:
     accounts = write_accounts(tmp_path / "token.toml", sample_accounts, 'url_token = "s3cret"\n')
@@ -198,7 +198,7 @@ async def test_wrong_url_token_is_refused_on_every_frame(
             assert bot.state.name == "OPEN"
 
 
-async def test_frames_over_the_body_limits_are_rejected_or_closed(
+async def test_oversized_frames_rejected_or_closed(
     ws_settings: Settings, ws_port: int, sample_accounts: dict[str, Any]
 ) -> None:
     settings = ws_settings.with_overrides(body_limit_bytes=2048, contact_body_limit_bytes=8192)

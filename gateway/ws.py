@@ -12,7 +12,8 @@ Turning it on, per appid in the accounts file (parsed by gateway.accounts):
 `heartbeat_interval`). For those bots the login_ack carries
 `extension_protocol = {"type": "websocket", "param": {"ws_url": ..., "heartbeat_interval": ...}}`.
 Without `ws_urls` the url is WEHUB_PUBLIC_URL with ws:// or wss://, path /wehub/ws, plus
-/<url_token> when the app has one; listed urls are handed out as they are (put the token in them).
+/<url_token> when the app has one (so set WEHUB_PUBLIC_URL when the gateway listens on 0.0.0.0);
+listed urls are handed out as they are (put the token in them).
 A bot always gets the same url of the list (a hash of its wxid), so its reconnects land on the
 same replica. `heartbeat_interval` defaults to WEHUB_WS_HEARTBEAT_INTERVAL_S.
 

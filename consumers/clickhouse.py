@@ -35,7 +35,7 @@ _CODE = re.compile(r"Code: (\d+)")
 
 
 class StoreError(RuntimeError):
-    """A ClickHouse failure; `retriable` says whether the same call may succeed later."""
+    """A ClickHouse failure; `retriable` is True when the same call may succeed later."""
 
     def __init__(self, message: str, retriable: bool) -> None:
         super().__init__(message)
@@ -66,12 +66,12 @@ def is_embedded(dsn: str) -> bool:
 
 
 def embedded_path(dsn: str) -> str:
-    """The directory of a chdb:// DSN."""
+    """Return the directory of a chdb:// DSN."""
     return dsn[len("chdb://"):]
 
 
 def make_client(settings: Settings, database: str | None = None) -> Client:
-    """A client on WEHUB_CLICKHOUSE_DSN (or the embedded default).
+    """Create a client on WEHUB_CLICKHOUSE_DSN (or the embedded default).
 
     Embedded clients are shared per directory inside the process, because chdb allows one
     process per directory and one engine instance inside it. Raises StoreError.
@@ -130,6 +130,6 @@ def close_embedded() -> None:
         for client in _CHDB_CLIENTS.values():
             try:
                 client.close()
-            except Exception:  # noqa: BLE001 - closing at exit must not hide the real exit status
+            except Exception:
                 log.debug("closing an embedded ClickHouse client failed", exc_info=True)
         _CHDB_CLIENTS.clear()

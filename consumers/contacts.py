@@ -6,7 +6,7 @@ split into parts is reconciled once all of its parts were seen.
 
 Events of different actions come from different topics, so they can arrive out of order. The
 descriptive fields, is_friend and in_snapshot are each last-writer-wins on the gateway time of
-the event that set them (`fields_version`, `friend_version`, `snapshot_version`); a replayed
+the event that set them (`fields_version`, `friend_version`, `snapshot_version`). So a replayed
 event, or one older than what a row already reflects, leaves the row as it was.
 """
 
@@ -80,7 +80,7 @@ class ContactsProcessor:
         key = (record["appid"], record["bot_wxid"])
         state = self._bots.get(key)
         if state is None:
-            rows = load_rows(client, self.database, "contacts_store", CONTACT_COLUMNS, *key)
+            rows = load_rows(client, self.database, "contacts_store", CONTACT_COLUMNS, appid=key[0], bot_wxid=key[1])
             state = self._bots[key] = _BotContacts(rows)
         return state
 
@@ -113,7 +113,7 @@ class ContactsProcessor:
         if action == "report_contact_update":
             for item in data["update_list"]:
                 kind = "group" if is_room(item["wxid"]) else "user"
-                self._upsert(state, record, item["wxid"], kind, item, item.get("is_friend"))
+                self._upsert(state, record, item["wxid"], kind, item, is_friend=item.get("is_friend"))
             return []
         return self._friend_event(state, record, action, data)
 
@@ -133,7 +133,7 @@ class ContactsProcessor:
     def _upsert_listed(self, state: _BotContacts, record: dict[str, Any], kind: str, item: dict[str, Any],
                        snapshot_id: str) -> None:
         version = int(record["received_at_ms"])
-        row = self._upsert(state, record, item["wxid"], kind, item, 1 if kind == "user" else None)
+        row = self._upsert(state, record, item["wxid"], kind, item, is_friend=1 if kind == "user" else None)
         if version >= row["snapshot_version"]:
             row.update(in_snapshot=1, snapshot_id=snapshot_id, snapshot_version=version)
             self._touch(state, record, row)
@@ -155,7 +155,7 @@ class ContactsProcessor:
                 self._touch(state, record, row)
 
     def _upsert(self, state: _BotContacts, record: dict[str, Any], wxid: str, kind: str, item: dict[str, Any],
-                is_friend: int | None) -> Row:
+                *, is_friend: int | None) -> Row:
         """Merge the non-empty fields of `item` and `is_friend` into the row of `wxid`, where they are newer."""
         version = int(record["received_at_ms"])
         row = state.rows.get(wxid)
@@ -191,10 +191,10 @@ class ContactsProcessor:
             fields.update({name: data.get(name) or "" for name in
                            ("nickname", "wx_alias", "head_img", "notice_word", "sourceusername", "sourcenickname")})
             fields.update(event_type="new_friend", wxid=data["fans_wxid"])
-            self._upsert(state, record, data["fans_wxid"], "user", data, 1)
+            self._upsert(state, record, data["fans_wxid"], "user", data, is_friend=1)
         elif action == "report_friend_removed":
             fields.update(event_type="friend_removed", wxid=data["wxid_removed"])
-            self._upsert(state, record, data["wxid_removed"], "user", {}, 0)
+            self._upsert(state, record, data["wxid_removed"], "user", {}, is_friend=0)
         elif action == "report_friend_add_request":
             attributes = rawmsg.request_attributes(data.get("raw_msg"))
             fields.update(event_type="add_request", wxid=attributes.get("fromusername", ""),

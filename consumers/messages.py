@@ -57,7 +57,7 @@ def msg_timestamp_ms(value: int | None) -> int | None:
 
 
 def message_row(record: dict[str, Any]) -> tuple[Any, ...]:
-    """One row of `messages` (in COLUMNS order) from a ReportNewMsgEvent record."""
+    """Build the `messages` row (in COLUMNS order) of a ReportNewMsgEvent record."""
     msg: dict[str, Any] = record["data"]["msg"]
     msg_type = int(msg["msg_type"])
     parsed = rawmsg.parse(msg_type, msg.get("raw_msg"))

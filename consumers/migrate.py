@@ -15,7 +15,7 @@ from importlib import resources
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from consumers.clickhouse import StoreError, check_identifier, translate
+from consumers.clickhouse import check_identifier, translate
 
 log = logging.getLogger(__name__)
 
@@ -102,5 +102,3 @@ def apply(client: Client, database: str) -> list[int]:
     except (ClickHouseError, OSError) as error:
         raise translate(error, "applying migrations") from None
 
-
-__all__ = ["Migration", "StoreError", "apply", "available"]

@@ -1,6 +1,6 @@
 """Read queries on the configured ClickHouse, also while the pipeline holds the embedded engine.
 
-Only one process can open a chdb directory. The process that holds it (`wehub consume`) serves
+Only one process can open a chdb directory. The process that has it open (`wehub consume`) serves
 read queries on a loopback port and writes the port and a random token to a 0600 file in the
 data directory; `run_query` in another process uses that endpoint when the file names a live
 process, and opens the directory itself otherwise.
@@ -85,9 +85,9 @@ def _run_local(settings: Settings, sql: str, readonly: bool) -> QueryResult:
     client = clickhouse.make_client(settings, str(settings.clickhouse_database))
     try:
         result = client.query(sql, settings=_READONLY if readonly else {})
+        return QueryResult(list(result.column_names), [list(row) for row in result.result_rows])
     except (ClickHouseError, OSError) as error:
         raise QueryError(_first_line(error)) from None
-    return QueryResult(list(result.column_names), [list(row) for row in result.result_rows])
 
 
 def _first_line(error: BaseException) -> str:
@@ -128,7 +128,7 @@ def _json_default(value: Any) -> Any:
 
 
 def make_app(settings: Settings, token: str) -> Starlette:
-    """The endpoint: POST /query {"sql": ...} with `Authorization: Bearer <token>`, read queries only."""
+    """Build the endpoint: POST /query {"sql": ...} with `Authorization: Bearer <token>`, read queries only."""
     expected = f"Bearer {token}".encode()
 
     async def query(request: Request) -> Response:
@@ -141,9 +141,10 @@ def make_app(settings: Settings, token: str) -> Starlette:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return Response(orjson.dumps({"error": 'body is invalid: expected {"sql": "SELECT ..."}'}), 400,
                             media_type="application/json")
-        if not _READ_STATEMENT.match(sql):
-            return Response(orjson.dumps({"error": "only read queries (SELECT, WITH, SHOW, DESCRIBE, EXISTS, "
-                                                   "EXPLAIN) are served while the pipeline runs"}), 403,
+        sql = sql.strip().rstrip(";")
+        if not _READ_STATEMENT.match(sql) or ";" in sql:
+            return Response(orjson.dumps({"error": "only one read query (SELECT, WITH, SHOW, DESCRIBE, EXISTS, "
+                                                   "EXPLAIN) is served while the pipeline runs"}), 403,
                             media_type="application/json")
         try:
             result = await asyncio.to_thread(_run_local, settings, sql, True)

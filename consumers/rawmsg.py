@@ -18,7 +18,7 @@ MAX_PARSED_CHARS = 256 * 1024
 
 @dataclass(frozen=True)
 class RawMsgFields:
-    """What raw_msg adds to a message row; `error` is empty when raw_msg parsed."""
+    """Fields that raw_msg adds to a message row; `error` is empty when raw_msg parsed."""
 
     link_title: str = ""
     link_desc: str = ""
@@ -41,11 +41,12 @@ def parse_xml(raw_msg: str) -> Element | str:
     if len(raw_msg) > MAX_PARSED_CHARS:
         return "too_large"
     try:
-        return fromstring(raw_msg, forbid_dtd=True)
+        root: Element = fromstring(raw_msg, forbid_dtd=True)
     except DefusedXmlException:
         return "forbidden_xml"
     except ParseError:
         return "invalid_xml"
+    return root
 
 
 def _text(root: Element, path: str) -> str:
@@ -58,7 +59,7 @@ def _to_int(text: str) -> int | None:
 
 
 def parse(msg_type: int, raw_msg: str | None) -> RawMsgFields:
-    """Extract the fields of `msg_type` from raw_msg; never raises on bad XML.
+    """Extract the fields of `msg_type` from raw_msg; bad XML sets `error` instead of raising.
 
     Plain-text raw_msg (msg_type 10000, system notices) and empty raw_msg give empty fields.
     """
@@ -77,6 +78,11 @@ def parse(msg_type: int, raw_msg: str | None) -> RawMsgFields:
     appmsg = root.find("appmsg") if root.tag != "appmsg" else root
     if appmsg is None:
         return RawMsgFields()
+    return _appmsg_fields(msg_type, appmsg)
+
+
+def _appmsg_fields(msg_type: int, appmsg: Element) -> RawMsgFields:
+    """Mini program, file or link fields of an `<appmsg>` element."""
     if msg_type == 4901 or appmsg.find("weappinfo") is not None:
         return RawMsgFields(
             miniprogram_title=_text(appmsg, "title"),

@@ -15,8 +15,8 @@ from wehub.settings import Settings
 
 Factory = Callable[[Settings], Processor]
 
-# name -> factory, or "module:attribute" of a factory imported when the consumer starts, so a
-# consumer whose module is broken or missing does not stop the others from running.
+# name -> factory, or "module:attribute" of a factory imported only when that consumer runs,
+# so `wehub consume messages` does not import the modules of the other consumers.
 CONSUMERS: dict[str, Factory | str] = {
     "messages": "consumers.messages:MessagesProcessor",
     "contacts": "consumers.contacts:ContactsProcessor",
@@ -37,7 +37,7 @@ def names() -> list[str]:
 
 
 def factory(name: str) -> Factory:
-    """The factory of consumer `name`; raises KeyError for an unknown name."""
+    """Return the factory of consumer `name`; raises KeyError for an unknown name."""
     entry = CONSUMERS[name]
     if isinstance(entry, str):
         module_name, _, attribute = entry.partition(":")

@@ -87,8 +87,9 @@ class RoomsProcessor:
         key = (record["appid"], record["bot_wxid"])
         state = self._bots.get(key)
         if state is None:
-            rooms = load_rows(client, self.database, "rooms_store", ROOM_COLUMNS, *key)
-            members = load_rows(client, self.database, "room_members_store", MEMBER_COLUMNS, *key)
+            rooms = load_rows(client, self.database, "rooms_store", ROOM_COLUMNS, appid=key[0], bot_wxid=key[1])
+            members = load_rows(client, self.database, "room_members_store", MEMBER_COLUMNS, appid=key[0],
+                                bot_wxid=key[1])
             state = self._bots[key] = _BotRooms(rooms, members)
         return state
 
@@ -187,7 +188,7 @@ class RoomsProcessor:
         self._touch_room(state, change, row)
         return True
 
-    def _set_member(self, state: _BotRooms, change: _Change, room_wxid: str, member_wxid: str, present: int,
+    def _set_member(self, state: _BotRooms, change: _Change, room_wxid: str, member_wxid: str, *, present: int,
                     details: dict[str, Any] | None) -> None:
         key = (room_wxid, member_wxid)
         row = state.members.get(key)
@@ -214,13 +215,13 @@ class RoomsProcessor:
                 continue
             if row is None or not row["present"]:
                 change.log(room_wxid, member_wxid, "join", "initial" if baseline else "snapshot")
-            self._set_member(state, change, room_wxid, member_wxid, 1, details)
+            self._set_member(state, change, room_wxid, member_wxid, present=1, details=details)
         gone = [key for key, row in state.members.items()
                 if key[0] == room_wxid and row["present"] and key[1] not in members
                 and not change.is_older_or_same(row)]
         for key in gone:
             change.log(room_wxid, key[1], "leave", "snapshot")
-            self._set_member(state, change, room_wxid, key[1], 0, None)
+            self._set_member(state, change, room_wxid, key[1], present=0, details=None)
 
     def _member_change(self, state: _BotRooms, change: _Change, data: dict[str, Any]) -> None:
         room_wxid = data["room_wxid"]
@@ -234,6 +235,6 @@ class RoomsProcessor:
                 change.log(room_wxid, member_wxid, "join", "member_change")
             elif not joined and (was_present or row is None):
                 change.log(room_wxid, member_wxid, "leave", "member_change")
-            self._set_member(state, change, room_wxid, member_wxid, 1 if joined else 0, None)
+            self._set_member(state, change, room_wxid, member_wxid, present=1 if joined else 0, details=None)
         if data.get("owner_wxid"):
             self._room_info(state, change, room_wxid, {"owner_wxid": data["owner_wxid"]})

@@ -2,8 +2,8 @@
 
 A `Processor` turns a batch of decoded events into rows; the runner owns Kafka, batching,
 retries, the dead-letter topic and offsets. Offsets are committed only after every row of the
-batch was inserted, so a crash anywhere replays the batch; processors make rows whose keys turn
-a replayed insert into a duplicate that the analytics views hide.
+batch was inserted, so a crash anywhere replays the batch. Processors give each row a key that
+turns a replayed insert into a duplicate, which the analytics views hide.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ INSERT_TRIES = 12
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 DEAD_LETTER_WINDOW_S = 60.0
-# An ordered consumer holds events back until every partition it reads has caught up or passed
+# An ordered consumer keeps events back until every partition it reads has caught up or passed
 # their gateway time, but never longer than this many batch waits.
 MAX_HOLD_WAITS = 10
 # While a batch is being inserted the consumer keeps polling its paused partitions, so it stays
@@ -74,7 +74,7 @@ class Event:
 
 
 class Processor(Protocol):
-    """What one consumer does with its events; the runner calls it from a worker thread."""
+    """The work of one consumer on its events; the runner calls `process` from a worker thread."""
 
     name: str
     # True for consumers of current state fed by several topics: the runner then hands them
@@ -102,7 +102,7 @@ class Processor(Protocol):
 
 
 def millis(value: Any) -> int:
-    """A timestamp-millis field as an int (fastavro decodes it to an aware datetime)."""
+    """Convert a timestamp-millis field to an int (fastavro decodes it to an aware datetime)."""
     if isinstance(value, int):
         return value
     return int(value.timestamp() * 1000)
@@ -157,9 +157,11 @@ class Runner:
         self._stop = asyncio.Event()
         self._topic_actions = {settings.topic(suffix): suffix for suffix in processor.topic_suffixes()}
         self.inserted_events = 0
+        # perf_counter() when the first record arrived, for benchmarks.
+        self.first_record_at: float | None = None
 
     def stop(self) -> None:
-        """Ask the loop to flush what it holds and return."""
+        """Ask the loop to flush the batch it has collected and return."""
         self._stop.set()
 
     @property
@@ -218,6 +220,8 @@ class Runner:
         return sum(len(queue) for queue in self._held.values())
 
     def _take(self, partition: TopicPartition, message: Any) -> None:
+        if self.first_record_at is None:
+            self.first_record_at = time.perf_counter()
         if self._first_at is None:
             self._first_at = time.monotonic()
         action = self._topic_actions.get(message.topic, "")
@@ -258,7 +262,7 @@ class Runner:
             self._first_at = time.monotonic()
 
     async def _horizon(self, consumer: Any) -> int | None:
-        """The gateway time up to which no partition can still deliver an older event; None for no limit."""
+        """Return the gateway time up to which no partition can deliver an older event; None for no limit."""
         horizon: int | None = None
         for partition in consumer.assignment():
             highwater = consumer.highwater(partition)
@@ -330,7 +334,10 @@ class Runner:
             await self._send_dead_letters(producer)
             events, offsets = self._pending, dict(self._offsets)
             if events:
+                started = time.perf_counter()
                 await self._insert_keeping_alive(consumer, events)
+                log.debug("consumer %s inserted %d events in %.3f s", self.name, len(events),
+                          time.perf_counter() - started)
             try:
                 await consumer.commit(offsets)
             except (CommitFailedError, IllegalStateError) as error:

@@ -19,9 +19,9 @@ from consumers.clickhouse import translate
 Row = dict[str, Any]
 
 
-def load_rows(client: Client, database: str, table: str, columns: Sequence[str], appid: str,
+def load_rows(client: Client, database: str, table: str, columns: Sequence[str], *, appid: str,
               bot_wxid: str) -> list[Row]:
-    """Every current row of one bot in `table` (a ReplacingMergeTree read with FINAL). Blocks."""
+    """Load every current row of one bot from `table` (a ReplacingMergeTree read with FINAL). Blocks."""
     query = (f"SELECT {', '.join(columns)} FROM {database}.{table} FINAL "
              "WHERE appid = %(appid)s AND bot_wxid = %(bot_wxid)s")
     try:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
+from consumers.query import run_query
 from tests.consumers import truth
 from tests.consumers.helpers import run_until_drained
 from tests.corpus_feed import feed_corpus
@@ -45,3 +47,20 @@ async def test_corpus_replayed_twice_leaves_same_figures(consumer_settings: Sett
     await run_until_drained(consumer_settings)
 
     _assert_matches(consumer_settings, samples_dir)
+
+
+def _documented_queries(database: str) -> list[str]:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "analytics.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```sql\n(.*?)```", text, flags=re.DOTALL)
+    return [block.replace("wehub.", f"{database}.") for block in blocks]
+
+
+async def test_documented_queries_run(consumer_settings: Settings, samples_dir: Path) -> None:
+    await feed_corpus(consumer_settings, samples_dir / "corpus.jsonl")
+    await run_until_drained(consumer_settings)
+    queries = _documented_queries(str(consumer_settings.clickhouse_database))
+
+    assert len(queries) >= 10
+    for sql in queries:
+        # Raises QueryError when a documented query does not run on the real tables.
+        run_query(consumer_settings, sql)

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
+from consumers.messages import MessagesProcessor
 from consumers.query import run_query
 from consumers.runner import DeadLetterRateExceeded, Runner
-from consumers.messages import MessagesProcessor
 from schemas import topics
 from schemas.codec import CODEC
 from tests.consumers.helpers import run_until_drained
@@ -54,7 +55,7 @@ async def _read_dead_letters(settings: Settings, expected: int) -> list[dict[str
     return letters
 
 
-async def test_poison_records_go_to_dead_letter_and_consumer_goes_on(consumer_settings: Settings,
+async def test_poison_records_dead_lettered_consumer_continues(consumer_settings: Settings,
                                                                       samples_dir: Path) -> None:
     good = _first_messages(samples_dir, 2)
     poison = [FeedRecord("report_new_msg", b"wxid_bot", b"not avro at all"), _login_on_message_topic(samples_dir)]
@@ -87,8 +88,6 @@ async def test_dead_letter_rate_cap_stops_consumer(consumer_settings: Settings) 
 
 
 async def _committed(settings: Settings) -> dict[str, int]:
-    from aiokafka.admin import AIOKafkaAdminClient
-
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers(settings))
     await admin.start()
     try:

@@ -68,21 +68,25 @@ async def _wait_for(condition: object, what: str, process: subprocess.Popen[byte
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"wehub consume exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            pytest.fail(f"wehub consume exited with {process.returncode}:\n{_tail(log_path)}")
         result = condition() if callable(condition) else None
         if asyncio.iscoroutine(result):
             result = await result
         if result:
             return
         await asyncio.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}:\n{log_path.read_text()[-3000:]}")
+    pytest.fail(f"timed out waiting for {what}:\n{_tail(log_path)}")
+
+
+def _tail(log_path: Path) -> str:
+    return log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
 
 
 def _endpoint_live(settings: Settings) -> bool:
     path = endpoint_path(settings)
     if not path.exists():
         return False
-    return json.loads(path.read_text())["pid"] > 0
+    return int(json.loads(path.read_text())["pid"]) > 0
 
 
 async def test_killed_consumer_replays_without_duplicates(own_engine: tuple[Settings, dict[str, str]],
@@ -111,10 +115,12 @@ async def test_killed_consumer_replays_without_duplicates(own_engine: tuple[Sett
             assert found[name] == value, name
     finally:
         second.send_signal(signal.SIGTERM)
-        assert second.wait(60) == 0, log_path.read_text()[-3000:]
+        assert second.wait(60) == 0, _tail(log_path)
 
     assert not endpoint_path(settings).exists()
-    opened = subprocess.run(
+    opened = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "wehub.cli", "sql", "--format", "json", "SELECT count() AS total FROM wehub.messages"],
-        env={**os.environ, **environment}, capture_output=True, timeout=120, check=True)
+        env={**os.environ, **environment}, capture_output=True, timeout=120, check=True,
+    )
     assert json.loads(opened.stdout) == [{"total": expected["messages"]["total"]}]

@@ -14,7 +14,10 @@ MINI_PROGRAM = (
     "<msg><appmsg><title>Order lunch</title><type>33</type><weappinfo><username>gh_bf836093418f@app</username>"
     "<appid>wx1234567890</appid><pagepath>pages/index.html</pagepath></weappinfo></appmsg></msg>"
 )
-FILE = "<msg><appmsg><title>quote.xlsx</title><type>6</type><appattach><totallen>63309927</totallen></appattach></appmsg></msg>"
+FILE = (
+    "<msg><appmsg><title>quote.xlsx</title><type>6</type><appattach><totallen>63309927</totallen></appattach>"
+    "</appmsg></msg>"
+)
 BILLION_LAUGHS = (
     '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
     '<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'

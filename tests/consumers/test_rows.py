@@ -15,7 +15,8 @@ RECEIVED_MS = 1_764_800_000_000
 
 
 def _record(**msg: Any) -> dict[str, Any]:
-    unit = {"msg_type": 1, "room_wxid": None, "wxid_from": "wxid_friend", "wxid_to": BOT, "msg_id": None,
+    unit: dict[str, Any] = {
+            "msg_type": 1, "room_wxid": None, "wxid_from": "wxid_friend", "wxid_to": BOT, "msg_id": None,
             "msg_timestamp": None, "msg": "hello", "atUserList": [], "file_index": None, "file_name": None,
             "file_size": None, "raw_msg": None, "emoji_url": None, "link_title": None, "link_desc": None,
             "link_url": None, "link_img_url": None, "transferid": None, "paysubtype": None, "extra": None}
@@ -50,10 +51,11 @@ def test_dedup_key_prefers_msg_id() -> None:
 
 
 def test_redelivered_message_keeps_its_key() -> None:
-    first = message_row(_record(msg_id="42"))
-    again = dict(_record(msg_id="42"), event_id="event-2")
+    first = _row(msg_id="42")
+    again = dict(zip(COLUMNS, message_row(dict(_record(msg_id="42"), event_id="event-2")), strict=True))
 
-    assert dict(zip(COLUMNS, message_row(again), strict=True))["dedup_key"] == dict(zip(COLUMNS, first, strict=True))["dedup_key"]
+    assert again["event_id"] != first["event_id"]
+    assert again["dedup_key"] == first["dedup_key"]
 
 
 def test_event_time_is_msg_timestamp_when_sent() -> None:

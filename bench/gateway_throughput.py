@@ -1,12 +1,13 @@
 """Gateway throughput and latency for report_new_msg, against the ceiling of a bare JSON endpoint.
 
 Each server runs alone as one uvicorn worker; the load comes from a second process on loopback
-(bench.gateway_load). Phases, each bounded in time: the ceiling (Starlette + orjson parse only)
-as fast as it answers, then at half that rate; the gateway (validate, Avro-encode, produce with
-acks=all to real Kafka, answer after the acknowledgement) likewise. Kafka comes from
-WEHUB_KAFKA_BOOTSTRAP; the topics get a fresh prefix and are deleted afterwards.
+(bench.gateway_load). The ceiling is a Starlette endpoint that only parses the JSON; the gateway
+validates, Avro-encodes, produces with acks=all to real Kafka and answers after the
+acknowledgement. Each server is loaded as fast as it answers (alternating rounds, best kept), then
+at half that rate, every phase bounded in time; the server's CPU time per request is recorded
+too. Kafka comes from WEHUB_KAFKA_BOOTSTRAP; the topics get a fresh prefix and are deleted.
 
-    python -m bench.gateway_throughput [--duration-s 12] [--connections 32]
+    python -m bench.gateway_throughput [--duration-s 12] [--connections 32] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -48,9 +50,25 @@ def _free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class Server:
+    """A server under test: its base URL and process id."""
+
+    url: str
+    pid: int
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def uvicorn_server(target: str, env: dict[str, str], ready_path: str, factory: bool = False) -> Iterator[str]:
-    """One uvicorn worker serving `target` on a free loopback port; yields the base URL."""
+def uvicorn_server(
+    target: str, env: dict[str, str], ready_path: str, factory: bool = False
+) -> Iterator[Server]:
+    """Start one uvicorn worker serving `target` on a free loopback port, and stop it afterwards."""
     port = _free_port()
     command = [
         sys.executable,
@@ -82,7 +100,7 @@ def uvicorn_server(target: str, env: dict[str, str], ready_path: str, factory: b
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{target} not ready within {STARTUP_TIMEOUT_S} s")
             time.sleep(0.2)
-        yield url
+        yield Server(url, process.pid)
     finally:
         process.terminate()
         try:
@@ -128,42 +146,50 @@ def load(url: str, duration_s: float, connections: int, rate: float | None = Non
     return result
 
 
-def measure(url: str, duration_s: float, connections: int) -> tuple[dict[str, float], dict[str, float]]:
-    """The rate as fast as the server answers, then latency at half that rate."""
-    at_max = load(url, duration_s, connections)
-    at_half = load(url, duration_s, connections, rate=at_max["rate_per_s"] * 0.5)
-    return at_max, at_half
+def phase(server: Server, duration_s: float, connections: int, rate: float | None = None) -> dict[str, float]:
+    """Load `server` once and add the server's CPU time per request to the load generator's figures."""
+    before = cpu_seconds(server.pid)
+    result = load(server.url, duration_s, connections, rate)
+    used = cpu_seconds(server.pid) - before
+    result["server_cpu_us"] = used / max(1.0, result["requests"]) * 1e6
+    return result
 
 
 def _row(phase: str, result: dict[str, float]) -> str:
     return (
         f"| {phase} | {result['rate_per_s']:,.0f} | {result['p50_ms']:.1f} | {result['p99_ms']:.1f} "
-        f"| {int(result['requests']):,} | {int(result['errors'])} |"
+        f"| {result['server_cpu_us']:.0f} | {int(result['requests']):,} | {int(result['errors'])} |"
     )
 
 
-def report(results: dict[str, dict[str, float]], duration_s: float, connections: int, partitions: int) -> str:
+def report(
+    results: dict[str, dict[str, float]], duration_s: float, connections: int, partitions: int, rounds: int
+) -> str:
     share = results["gateway_max"]["rate_per_s"] / results["ceiling_max"]["rate_per_s"]
+    cpu_share = results["ceiling_max"]["server_cpu_us"] / results["gateway_max"]["server_cpu_us"]
     p99 = results["gateway_half"]["p99_ms"]
     verdict_share = "met" if share >= TARGET_SHARE else "NOT met"
     verdict_p99 = "met" if p99 < TARGET_P99_MS else "NOT met"
     lines = [
         "## Gateway throughput (report_new_msg)",
         "",
-        "| phase | rate (req/s) | p50 (ms) | p99 (ms) | requests | errors |",
-        "|---|---|---|---|---|---|",
+        "| phase | rate (req/s) | p50 (ms) | p99 (ms) | server CPU per request (µs) | requests | errors |",
+        "|---|---|---|---|---|---|---|",
         _row("ceiling: Starlette + orjson parse, as fast as answered", results["ceiling_max"]),
         _row("ceiling at half its maximum rate", results["ceiling_half"]),
         _row("gateway, acks=all, as fast as answered", results["gateway_max"]),
         _row("gateway at half its maximum rate", results["gateway_half"]),
         "",
         f"- Gateway rate / ceiling rate: **{share:.0%}** (target at least {TARGET_SHARE:.0%}: {verdict_share}).",
+        f"- Ceiling CPU per request / gateway CPU per request: **{cpu_share:.0%}**, the rate ratio to expect "
+        "when each server has a core to itself (CPU time is not stolen by other processes, unlike rates).",
         f"- Gateway p99 at half its maximum rate: **{p99:.1f} ms** (target under {TARGET_P99_MS:.0f} ms: "
         f"{verdict_p99}).",
         f"- One uvicorn worker per server, run one after the other; load from a second process on loopback, "
-        f"{connections} keep-alive connections, {duration_s:g} s per phase; half-rate phases are open loop "
+        f"{connections} keep-alive connections, {duration_s:g} s per phase; maximum-rate phases alternate "
+        f"between the servers {rounds} times and the best round is shown; half-rate phases are open loop "
         f"(latency counted from each request's due time). Kafka: {partitions} partitions per topic, "
-        f"{len(BOTS)} bots as keys, idempotent producer, acks=all, linger_ms 2.",
+        f"{len(BOTS)} bots as keys, idempotent producer, acks=all, linger_ms 0.",
         f"- Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, "
         f"{os.cpu_count()} cores shared with the load generator and whatever else ran.",
     ]
@@ -178,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--duration-s", type=float, default=12.0, help="length of each phase")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2, help="maximum-rate phases per server, alternating")
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "results-gateway.md")
     arguments = parser.parse_args(argv)
     bootstrap = os.environ.get("WEHUB_KAFKA_BOOTSTRAP", "")
@@ -202,20 +229,30 @@ def main(argv: list[str] | None = None) -> int:
         }
         config = settings_module.load(env)
         asyncio.run(kafka.ensure_topics(config, kafka.pipeline_topics(config)))
+        servers = {
+            "ceiling": ("bench.gateway_ceiling:app", "/wehub", False),
+            "gateway": ("gateway.app:app_from_environment", "/readyz", True),
+        }
+        duration_s, connections = arguments.duration_s, arguments.connections
         results: dict[str, dict[str, float]] = {}
         try:
-            with uvicorn_server("bench.gateway_ceiling:app", env, "/wehub") as url:
-                results["ceiling_max"], results["ceiling_half"] = measure(
-                    url, arguments.duration_s, arguments.connections
-                )
-            with uvicorn_server("gateway.app:app_from_environment", env, "/readyz", factory=True) as url:
-                results["gateway_max"], results["gateway_half"] = measure(
-                    url, arguments.duration_s, arguments.connections
-                )
+            # Other processes on the machine come and go: alternating the servers and keeping each
+            # one's best round compares them under the least disturbed conditions each one met.
+            for _ in range(arguments.rounds):
+                for name, (target, ready_path, factory) in servers.items():
+                    with uvicorn_server(target, env, ready_path, factory) as server:
+                        result = phase(server, duration_s, connections)
+                    best = results.get(f"{name}_max")
+                    if best is None or result["rate_per_s"] > best["rate_per_s"]:
+                        results[f"{name}_max"] = result
+            for name, (target, ready_path, factory) in servers.items():
+                half_rate = results[f"{name}_max"]["rate_per_s"] * 0.5
+                with uvicorn_server(target, env, ready_path, factory) as server:
+                    results[f"{name}_half"] = phase(server, duration_s, connections, half_rate)
         finally:
             asyncio.run(_delete_topics(bootstrap, prefix))
 
-    text = report(results, arguments.duration_s, arguments.connections, int(config.topic_partitions))
+    text = report(results, duration_s, connections, int(config.topic_partitions), arguments.rounds)
     arguments.output.write_text(text, encoding="utf-8")
     print(text)
     return 0

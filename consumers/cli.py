@@ -51,7 +51,8 @@ def add_parser(subparsers: Any) -> None:
     consume.set_defaults(handler=_consume)
 
     sql = subparsers.add_parser("sql", help="run a query on the configured ClickHouse and print the result")
-    sql.add_argument("query", help="the SQL query, e.g. \"SELECT count() FROM messages\"")
+    sql.add_argument("query", help="the SQL query; unqualified names are in WEHUB_CLICKHOUSE_DATABASE, "
+                                    "e.g. \"SELECT count() FROM messages\"")
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table", help="output format")
     sql.set_defaults(handler=_sql)
 

@@ -24,7 +24,7 @@ from wehub.settings import Settings
 log = logging.getLogger(__name__)
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_CHDB_CLIENTS: dict[str, Client] = {}
+_CHDB_CLIENTS: dict[tuple[str, str], Client] = {}
 _CHDB_LOCK = threading.Lock()
 
 # Server error codes worth retrying: the same insert may succeed once the server recovers.
@@ -73,18 +73,15 @@ def embedded_path(dsn: str) -> str:
 def make_client(settings: Settings, database: str | None = None) -> Client:
     """Create a client on WEHUB_CLICKHOUSE_DSN (or the embedded default).
 
-    Embedded clients are shared per directory inside the process, because chdb allows one
-    process per directory and one engine instance inside it. Raises StoreError.
+    `database` is the default database of unqualified names. Embedded clients are shared per
+    directory and database inside the process, because chdb allows one process per directory
+    and one engine instance inside it. Raises StoreError.
     """
     dsn = settings.effective_clickhouse_dsn
     try:
         if is_embedded(dsn):
             with _CHDB_LOCK:
-                client = _CHDB_CLIENTS.get(dsn)
-                if client is None:
-                    client = clickhouse_connect.get_client(dsn=dsn)
-                    _CHDB_CLIENTS[dsn] = client
-                return client
+                return _embedded_client(dsn, database or "default")
         parts = urlsplit(dsn)
         if parts.scheme not in ("http", "https"):
             raise StoreError(
@@ -102,6 +99,18 @@ def make_client(settings: Settings, database: str | None = None) -> Client:
         raise
     except (ClickHouseError, OSError) as error:
         raise translate(error, "connecting") from None
+
+
+def _embedded_client(dsn: str, database: str) -> Client:
+    client = _CHDB_CLIENTS.get((dsn, database))
+    if client is not None:
+        return client
+    if database != "default":
+        # chdb refuses a client whose default database does not exist yet.
+        _embedded_client(dsn, "default").command(f"CREATE DATABASE IF NOT EXISTS {check_identifier(database)}")
+    client = clickhouse_connect.get_client(dsn=dsn, database=database)
+    _CHDB_CLIENTS[(dsn, database)] = client
+    return client
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Read queries on the configured ClickHouse, also while the pipeline holds the embedded engine.
+"""Read queries on the configured ClickHouse, also while the pipeline has the embedded engine open.
 
 Only one process can open a chdb directory. The process that has it open (`wehub consume`) serves
 read queries on a loopback port and writes the port and a random token to a 0600 file in the

@@ -84,6 +84,8 @@ class RoomsProcessor:
         self._bots.clear()
 
     def _bot(self, client: Client, record: dict[str, Any]) -> _BotRooms:
+        # NOTE: every member row of a bot is cached; a bot in thousands of large rooms would need
+        # a cache per room instead.
         key = (record["appid"], record["bot_wxid"])
         state = self._bots.get(key)
         if state is None:

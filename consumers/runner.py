@@ -167,7 +167,8 @@ class Runner:
     @property
     def client(self) -> Client:
         if self._client is None:
-            self._client = make_client(self.settings, self.database)
+            # Every statement of the runner names its database, which may not exist before migrations.
+            self._client = make_client(self.settings)
         return self._client
 
     async def prepare(self) -> None:
@@ -249,6 +250,9 @@ class Runner:
         an event at least as recent, so a snapshot on one topic is applied after the member
         changes that came before it on another. Poison records keep their place in their partition.
         """
+        # NOTE: after MAX_HOLD_WAITS everything is released, so a partition lagging that long can
+        # still deliver older events. State stays right through per-field versions, but the room
+        # ledger may then attribute a change to a snapshot instead of the member_change event.
         held_for_s = time.monotonic() - (self._first_at or time.monotonic())
         horizon = None if held_for_s >= self._max_wait_s * MAX_HOLD_WAITS else await self._horizon(consumer)
         for partition, queue in self._held.items():
@@ -387,6 +391,8 @@ class Runner:
             consumer.resume(*[partition for partition in assigned if partition in consumer.assignment()])
 
     def _insert(self, events: list[Event]) -> None:
+        # NOTE: a batch that ClickHouse rejects for good (a non-retriable error) stops the consumer;
+        # the offending row is not isolated and sent to the dead-letter topic.
         try:
             for rows in self.processor.process(self.client, events):
                 insert(self.client, self.database, rows)

@@ -33,6 +33,12 @@ def test_run_query_returns_columns_and_rows(query_settings: Settings) -> None:
     assert result.rows == [[1, "a"]]
 
 
+def test_run_query_defaults_to_configured_database(query_settings: Settings) -> None:
+    result = run_query(query_settings, "SELECT currentDatabase()")
+
+    assert result.rows == [[query_settings.clickhouse_database]]
+
+
 def test_run_query_reports_bad_sql(query_settings: Settings) -> None:
     with pytest.raises(QueryError):
         run_query(query_settings, "SELEC nothing")

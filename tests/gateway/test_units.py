@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
 
 from gateway import errors
 from gateway.accounts import Accounts, AccountsError, read_apps
-from gateway.handler import login_signature
+from gateway.handler import login_signature, new_event_id
 from gateway.messages import CATALOG
 from wehub.i18n import LOCALES
 
@@ -91,3 +92,13 @@ def test_invalid_accounts_reload_keeps_last_apps(tmp_path: Path) -> None:
 
     _write(path, "[[app]\n", 1_000_000_001_000_000_000)
     assert accounts.get("a1") is not None
+
+
+def test_event_ids_are_random_version_4_uuids() -> None:
+    ids = [new_event_id() for _ in range(1000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+        assert str(parsed) == text

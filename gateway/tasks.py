@@ -51,10 +51,11 @@ log = logging.getLogger(__name__)
 CLAIM_SCHEMA = "wehub.task.TaskClaim"
 CLAIM_TTL_S = 30.0
 # Maximum wait for a claim to come back through Kafka; pull_task then returns no task.
-CLAIM_READ_BACK_S = 2.0
+CLAIM_READ_BACK_S = 5.0
 # Maximum wait at start for the view to catch up with both topics. Until then pull_task returns no task.
 CATCH_UP_WAIT_S = 120.0
 _SWEEP_INTERVAL_S = 0.5
+_REOPEN_INTERVAL_S = 1.0
 _FORGET_INTERVAL_S = 60.0
 
 
@@ -100,13 +101,38 @@ class KafkaTaskSource:
         self._claiming: dict[str, asyncio.Task[bool]] = {}
         # (deadline_ms, kind, task_id): result timeouts, claim releases and lost claims to check.
         self._deadlines: list[tuple[int, str, str]] = []
+        # Tasks whose expiry is being written.
+        self._expiring: set[str] = set()
         # Called with each task added to the view; the websocket transport pushes it to a connected bot.
         self.task_listeners: list[Callable[[PendingTask], None]] = []
 
     # Lifecycle.
 
     async def start(self) -> None:
-        """Read both topics up to their current end (bounded by CATCH_UP_WAIT_S), then follow them."""
+        """Read both topics up to their current end (bounded by CATCH_UP_WAIT_S), then follow them.
+
+        Kafka being unreachable, or the topics not existing yet, does not fail the start: the view
+        keeps trying in the background and pull_task returns no task until it has caught up.
+        """
+        self._follower = asyncio.create_task(self._open_and_follow())
+        self._sweeper = asyncio.create_task(self._sweep())
+        try:
+            await asyncio.wait_for(self._ready.wait(), CATCH_UP_WAIT_S)
+        except TimeoutError:
+            log.warning("task view still catching up after %.0f s, pull_task returns no task until it is done",
+                        CATCH_UP_WAIT_S)
+
+    async def _open_and_follow(self) -> None:
+        while True:
+            opened = await self._open()
+            if opened is not None:
+                break
+            await asyncio.sleep(_REOPEN_INTERVAL_S)
+        self._consumer, ends = opened
+        await self._follow(self._consumer, ends)
+
+    async def _open(self) -> tuple[AIOKafkaConsumer, dict[TopicPartition, int]] | None:
+        """Assign every partition of both topics from the start; None when Kafka or a topic is missing."""
         consumer = make_consumer(self.settings, group_id=None, fetch_max_wait_ms=100, auto_offset_reset="earliest")
         try:
             await consumer.start()
@@ -119,10 +145,10 @@ class KafkaTaskSource:
             ]
             missing = {self.status_topic, self.tasks_topic} - {partition.topic for partition in partitions}
             if missing:
+                log.warning("task topics %s not found, retrying in %.0f s: run `wehub topics` if this persists",
+                            ", ".join(sorted(missing)), _REOPEN_INTERVAL_S)
                 await consumer.stop()
-                log.error("task topics %s do not exist: run `wehub topics`; pull_task hands out nothing",
-                          ", ".join(sorted(missing)))
-                return
+                return None
             consumer.assign(partitions)
             # NOTE: the status topic is read from its first retained record, so start-up time and the
             # memory of finished task ids grow with its retention (Kafka's default is 7 days).
@@ -131,29 +157,29 @@ class KafkaTaskSource:
             status_ends = await consumer.end_offsets([p for p in partitions if p.topic == self.status_topic])
             task_ends = await consumer.end_offsets([p for p in partitions if p.topic == self.tasks_topic])
         except KafkaError as error:
+            log.warning("task topics not readable, retrying in %.0f s: %s", _REOPEN_INTERVAL_S,
+                        type(error).__name__)
             await consumer.stop()
-            log.warning("task topics are not readable, pull_task hands out nothing: %s", type(error).__name__)
-            return
-        self._consumer = consumer
-        self._follower = asyncio.create_task(self._follow(consumer, {**status_ends, **task_ends}))
-        try:
-            await asyncio.wait_for(self._ready.wait(), CATCH_UP_WAIT_S)
-        except TimeoutError:
-            log.warning("task view still catching up after %.0f s, pull_task returns no task until it is done",
-                        CATCH_UP_WAIT_S)
-        self._sweeper = asyncio.create_task(self._sweep())
+            return None
+        except BaseException:
+            await consumer.stop()
+            raise
+        return consumer, {**status_ends, **task_ends}
 
     async def stop(self) -> None:
         """Release the claims this replica holds unused, so other replicas may hand them out."""
         if self._sweeper is not None:
             self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        # Release every claim not handed out, including those not read back yet: a release of a
+        # claim that lost is ignored, and it follows its claim in the bot's partition.
         releases = []
         for task_id, claim_id in list(self._own_claims.items()):
             task = self.board.tasks.get(task_id)
-            claim = self.board.claims.get(task_id)
-            if task is not None and claim is not None and claim.claim_id == claim_id:
+            if task is not None and task_id not in self.board.dispatched:
                 releases.append(self._claim_record(task, claim_id, "release"))
         self._own_claims.clear()
         if releases:
@@ -397,14 +423,21 @@ class KafkaTaskSource:
         while True:
             await asyncio.sleep(_SWEEP_INTERVAL_S)
             now = now_ms()
-            for task in self.board.pop_overdue(now):
-                self._expire_in_background(task, "expires_at passed before dispatch")
-            while self._deadlines and self._deadlines[0][0] <= now:
-                _, kind, task_id = heapq.heappop(self._deadlines)
-                self._check_deadline(kind, task_id, now)
-            if now - forgotten_at > _FORGET_INTERVAL_S * 1000:
-                self.board.forget_finished(now)
-                forgotten_at = now
+            try:
+                self._sweep_once(now)
+                if now - forgotten_at > _FORGET_INTERVAL_S * 1000:
+                    self.board.forget_finished(now)
+                    forgotten_at = now
+            except Exception:
+                # The next round tries again: a sweeper that died would leave tasks unexpired.
+                log.exception("sweeping task deadlines failed")
+
+    def _sweep_once(self, now: int) -> None:
+        for task in self.board.pop_overdue(now):
+            self._expire_in_background(task, "expires_at passed before dispatch")
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, kind, task_id = heapq.heappop(self._deadlines)
+            self._check_deadline(kind, task_id, now)
 
     def _check_deadline(self, kind: str, task_id: str, now: int) -> None:
         task = self.board.tasks.get(task_id)
@@ -419,17 +452,35 @@ class KafkaTaskSource:
                 self._in_background(self._publish([self._claim_record(task, claim_id, "release")]))
         elif kind == "lost" and not dispatched and task_id in self.board.claims:
             self._expire_in_background(task, "claim lost with its gateway")
+        elif kind.startswith("retry:"):
+            self._expire_in_background(task, kind.removeprefix("retry:"))
 
     def _expire_in_background(self, task: PendingTask, reason: str) -> None:
-        if task.task_id not in self.board.tasks:
+        if task.task_id not in self.board.tasks or task.task_id in self._expiring:
             return
-        self.board.apply_finish(task.task_id, now_ms())
+        self._expiring.add(task.task_id)
         self._own_claims.pop(task.task_id, None)
+        self._in_background(self._expire(task, reason))
+
+    async def _expire(self, task: PendingTask, reason: str) -> None:
+        """Write the expired status and the tombstone; on failure the next sweep tries again.
+
+        Until the write succeeds the task stays in the view, but nothing hands it out: it is
+        dispatched already, past expires_at, or claimed by a gateway that is gone.
+        """
+        try:
+            await self.publisher.publish([
+                self._status_record(task, "expired", now_ms(), reason),
+                tombstone(self.tasks_topic, task.task_id),
+            ])
+        except PublishError as error:
+            log.warning("task %s not marked expired yet, retrying: %s", task.task_id, error.detail)
+            heapq.heappush(self._deadlines, (now_ms() + 1000, f"retry:{reason}", task.task_id))
+            return
+        finally:
+            self._expiring.discard(task.task_id)
         log.info("task %s expired: %s", task.task_id, reason)
-        self._in_background(self._publish([
-            self._status_record(task, "expired", now_ms(), reason),
-            tombstone(self.tasks_topic, task.task_id),
-        ]))
+        self.board.apply_finish(task.task_id, now_ms())
 
     # Writing.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -48,6 +49,16 @@ async def pull(client: httpx.AsyncClient, appid: str, bot_wxid: str) -> dict[str
     assert body["error_code"] == 0
     data: dict[str, Any] = body["data"]
     return data
+
+
+async def pull_task(client: httpx.AsyncClient, appid: str, bot_wxid: str, attempts: int = 200) -> dict[str, Any]:
+    """Poll like WeHub does until a task comes; a task just submitted reaches the view a moment later."""
+    for _ in range(attempts):
+        data = await pull(client, appid, bot_wxid)
+        if data:
+            return data
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no task for {bot_wxid} after {attempts} polls")
 
 
 async def report(client: httpx.AsyncClient, appid: str, bot_wxid: str, task_id: str, result: int) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from schemas import topics
-from tests.tasks.conftest import pull, read_topic, running_gateway, send_task, submit
+from tests.tasks.conftest import pull, pull_task, read_topic, running_gateway, send_task, submit
 from wehub.settings import Settings
 
 pytestmark = pytest.mark.services
@@ -36,7 +36,7 @@ async def test_dispatched_task_without_result_expires_and_is_not_resent(
     appid, bot = sample_accounts["appid"], sample_accounts["wxids"][0]
     async with running_gateway(task_settings.with_overrides(task_result_timeout_s=0.2)) as client:
         [task_id] = await submit(client, [send_task(bot, "room@chatroom", "x")])
-        assert (await pull(client, appid, bot))["task_id"] == task_id
+        assert (await pull_task(client, appid, bot))["task_id"] == task_id
 
         expired = await wait_for_status(task_settings, task_id, "expired")
         assert expired["error_reason"] == "no report_task_result in time"

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from schemas import topics
-from tests.tasks.conftest import pull, read_topic, report, running_gateway, send_task, submit
+from tests.tasks.conftest import pull, pull_task, read_topic, report, running_gateway, send_task, submit
 from wehub.settings import Settings
 
 pytestmark = pytest.mark.services
@@ -23,7 +23,7 @@ async def test_task_goes_from_submit_to_tombstone(task_settings: Settings, sampl
     async with running_gateway(task_settings) as client:
         [task_id] = await submit(client, [send_task(bot, "room1@chatroom", "hello")])
 
-        data = await pull(client, appid, bot)
+        data = await pull_task(client, appid, bot)
         assert data["task_id"] == task_id
         assert data["task_data"]["task_type"] == 1
         assert data["task_data"]["task_dict"]["msg_list"] == [{"msg_type": 1, "msg": "hello"}]
@@ -44,14 +44,14 @@ async def test_gateway_restart_rebuilds_pending_view(
     appid, bot = sample_accounts["appid"], sample_accounts["wxids"][0]
     async with running_gateway(task_settings) as client:
         first, second, third = await submit(client, [send_task(bot, f"friend{n}", f"text {n}") for n in range(3)])
-        assert (await pull(client, appid, bot))["task_id"] == first
+        assert (await pull_task(client, appid, bot))["task_id"] == first
 
     async with running_gateway(task_settings) as client:
         # The first task was handed out before the restart: it is never sent again.
-        assert (await pull(client, appid, bot))["task_id"] == second
+        assert (await pull_task(client, appid, bot))["task_id"] == second
         await report(client, appid, bot, first, 0)
         await report(client, appid, bot, second, 1)
-        assert (await pull(client, appid, bot))["task_id"] == third
+        assert (await pull_task(client, appid, bot))["task_id"] == third
         await report(client, appid, bot, third, 1)
         assert await pull(client, appid, bot) == {}
 
@@ -83,7 +83,7 @@ async def test_result_for_another_bots_task_is_ignored(
     async with running_gateway(task_settings) as client:
         [task_id] = await submit(client, [send_task(bot, "room@chatroom", "x")])
         await report(client, appid, other_bot, task_id, 1)
-        assert (await pull(client, appid, bot))["task_id"] == task_id
+        assert (await pull_task(client, appid, bot))["task_id"] == task_id
 
     tasks = await read_topic(task_settings, topics.TASKS)
     assert [(key, name) for key, name, _ in tasks] == [(task_id, topics.TASK_SCHEMA)]

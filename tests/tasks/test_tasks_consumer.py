@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError
 from consumers import clickhouse
 from consumers.tasks import make_runner
 from schemas import topics
-from tests.tasks.conftest import pull, report, running_gateway, send_task, submit
+from tests.tasks.conftest import pull_task, report, running_gateway, send_task, submit
 from wehub.kafka import bootstrap_servers
 from wehub.settings import Settings
 
@@ -51,9 +51,9 @@ async def test_consumer_records_each_status_with_latencies(
     appid, bot = sample_accounts["appid"], sample_accounts["wxids"][0]
     async with running_gateway(settings) as client:
         succeeded, failed, waiting = await submit(client, [send_task(bot, f"friend{n}", "x") for n in range(3)])
-        assert (await pull(client, appid, bot))["task_id"] == succeeded
+        assert (await pull_task(client, appid, bot))["task_id"] == succeeded
         await report(client, appid, bot, succeeded, 1)
-        assert (await pull(client, appid, bot))["task_id"] == failed
+        assert (await pull_task(client, appid, bot))["task_id"] == failed
         await report(client, appid, bot, failed, 0)
 
     runner = make_runner(settings)

@@ -31,7 +31,7 @@ from wehub.settings import Settings
 log = logging.getLogger(__name__)
 
 # Retries of one batch when ClickHouse fails: backoff doubles from 0.5 s up to 30 s, about
-# four minutes in all, after which the consumer stops without committing.
+# three minutes of waits in all, after which the consumer stops without committing.
 INSERT_TRIES = 12
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0

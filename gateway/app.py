@@ -110,6 +110,7 @@ class CallbackEndpoint:
             more = bool(message.get("more_body", False))
             size += len(chunk)
             chunks.append(chunk)
+            # NOTE: a streamed body without Content-Length is reported as the bytes read before stopping.
             if size > limit or (declared_size > limit and size >= keep):
                 return b"".join(chunks)[:keep], max(size, declared_size)
         if declared_size > limit:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,41 @@ async def test_oversized_body_is_refused_and_dead_lettered(
         True,
         "report_new_msg",
     )
+
+
+async def test_streamed_body_over_every_limit_is_cut_short(
+    gateway_settings: Settings, sample_accounts: dict[str, Any]
+) -> None:
+    settings = gateway_settings.with_overrides(
+        body_limit_bytes=16 * 1024, contact_body_limit_bytes=64 * 1024, dead_letter_body_cap_bytes=1024
+    )
+    body = orjson.dumps(_message(sample_accounts, "y" * 300_000))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 8192):
+            yield body[start : start + 8192]
+
+    async with running_gateway(settings) as client:
+        response = await client.post("/wehub", content=chunks())
+    answer = response.json()
+    assert "content-length" not in response.request.headers
+    assert (response.status_code, answer["error_code"]) == (413, errors.BODY_TOO_LARGE.number)
+    assert answer["ack_type"] == "common_ack"
+
+    [(_, _, letter)] = await read_records(settings, topics.DEAD_LETTER)
+    assert letter["body"] == body[:1024]
+    assert letter["truncated"] is True
+    assert 64 * 1024 < letter["body_bytes"] <= len(body)
+
+
+async def test_upload_path_is_not_taken_for_a_url_token(gateway_settings: Settings) -> None:
+    async with running_gateway(gateway_settings) as client:
+        response = await client.post(
+            "/wehub/upload", content=b"not multipart", headers={"content-type": "text/plain"}
+        )
+    assert response.status_code < 500
+    assert response.json()["ack_type"] == "upload_file_ack"
+    assert response.json()["error_code"] != 0
 
 
 async def test_contact_report_over_its_own_limit_is_refused(

@@ -146,7 +146,8 @@ async def test_new_connection_replaces_old_one(
     appid, wxid = sample_accounts["appid"], EXTRA_BOTS[0]
     ws_url = f"ws://127.0.0.1:{ws_port}/wehub/ws"
     async with (
-        serving(ws_settings, ws_port),
+        serving(ws_settings, ws_port) as url,
+        httpx.AsyncClient(timeout=35) as client,
         logged_in_bot(ws_url, appid, wxid) as old,
         logged_in_bot(ws_url, appid, wxid) as new,
     ):
@@ -158,6 +159,11 @@ async def test_new_connection_replaces_old_one(
         await new.send(orjson.dumps(heartbeat).decode())
         pull = await request(new, {"action": "pull_task", "appid": appid, "wxid": wxid, "data": {}})
         assert pull == {"error_code": 0, "error_reason": "", "ack_type": "pull_task_ack", "data": {}}
+
+        exposed = (await client.get(f"{url}/metrics")).text
+        assert 'wehub_gateway_ws_disconnects_total{reason="replaced"}' in exposed
+        assert 'wehub_gateway_ws_frames_total{action="heartbeat"}' in exposed
+        assert "wehub_gateway_ws_connected_bots 1.0" in exposed
 
 
 async def test_silent_connection_closed_after_three_intervals(

@@ -81,10 +81,10 @@ def _endpoint(settings: Settings) -> dict[str, Any] | None:
     return entry
 
 
-def _run_local(settings: Settings, sql: str, readonly: bool) -> QueryResult:
+def _run_local(settings: Settings, sql: str, readonly: bool, parameters: dict[str, Any] | None = None) -> QueryResult:
     client = clickhouse.make_client(settings, str(settings.clickhouse_database))
     try:
-        result = client.query(sql, settings=_READONLY if readonly else {})
+        result = client.query(sql, parameters=parameters or None, settings=_READONLY if readonly else {})
         return QueryResult(list(result.column_names), [list(row) for row in result.result_rows])
     except (ClickHouseError, OSError) as error:
         raise QueryError(_first_line(error)) from None
@@ -95,20 +95,22 @@ def _first_line(error: BaseException) -> str:
     return text[0][:300] if text else type(error).__name__
 
 
-def run_query(settings: Settings, sql: str) -> QueryResult:
+def run_query(settings: Settings, sql: str, parameters: dict[str, Any] | None = None) -> QueryResult:
     """Run one read query on the configured ClickHouse. Blocks; raises QueryError or StoreError.
 
-    With the embedded engine held by a running `wehub consume`, the query goes to its endpoint.
+    `parameters` fill the `{name:Type}` placeholders of `sql` on the server side, so values never
+    become SQL text. With the embedded engine held by a running `wehub consume`, the query and its
+    parameters go to its endpoint.
     """
     if not clickhouse.is_embedded(settings.effective_clickhouse_dsn):
-        return _run_local(settings, sql, readonly=False)
+        return _run_local(settings, sql, False, parameters)
     entry = _endpoint(settings)
     if entry is None:
-        return _run_local(settings, sql, readonly=False)
+        return _run_local(settings, sql, False, parameters)
     try:
         response = httpx.post(
             f"http://127.0.0.1:{int(entry['port'])}/query",
-            content=orjson.dumps({"sql": sql}),
+            content=orjson.dumps({"sql": sql, "parameters": parameters or {}}, default=_json_default),
             headers={"Authorization": f"Bearer {entry['token']}", "Content-Type": "application/json"},
             timeout=QUERY_TIMEOUT_S,
         )
@@ -127,8 +129,25 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _query_body(content: bytes) -> tuple[str, dict[str, Any]] | None:
+    """Return the SQL and parameters of an endpoint request, or None when the body is not one."""
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("sql"), str):
+        return None
+    parameters = body.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        return None
+    return body["sql"], parameters
+
+
 def make_app(settings: Settings, token: str) -> Starlette:
-    """Build the endpoint: POST /query {"sql": ...} with `Authorization: Bearer <token>`, read queries only."""
+    """Build the endpoint: POST /query {"sql": ..., "parameters": {...}} with `Authorization: Bearer <token>`.
+
+    Read queries only; `parameters` (optional) fill the query's `{name:Type}` placeholders.
+    """
     expected = f"Bearer {token}".encode()
 
     async def query(request: Request) -> Response:
@@ -136,18 +155,19 @@ def make_app(settings: Settings, token: str) -> Starlette:
         if not hmac.compare_digest(given, expected):
             return Response(orjson.dumps({"error": "missing or invalid bearer token"}), 401,
                             media_type="application/json")
-        try:
-            sql = str(orjson.loads(await request.body())["sql"])
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            return Response(orjson.dumps({"error": 'body is invalid: expected {"sql": "SELECT ..."}'}), 400,
+        request_body = _query_body(await request.body())
+        if request_body is None:
+            return Response(orjson.dumps({"error": 'body is invalid: expected {"sql": "SELECT ...", '
+                                                   '"parameters": {"name": value}}'}), 400,
                             media_type="application/json")
+        sql, parameters = request_body
         sql = sql.strip().rstrip(";")
         if not _READ_STATEMENT.match(sql) or ";" in sql:
             return Response(orjson.dumps({"error": "only one read query (SELECT, WITH, SHOW, DESCRIBE, EXISTS, "
                                                    "EXPLAIN) is served while the pipeline runs"}), 403,
                             media_type="application/json")
         try:
-            result = await asyncio.to_thread(_run_local, settings, sql, True)
+            result = await asyncio.to_thread(_run_local, settings, sql, True, parameters)
         except (QueryError, StoreError) as error:
             return Response(orjson.dumps({"error": str(error)}), 400, media_type="application/json")
         payload = orjson.dumps({"columns": result.columns, "rows": result.rows}, default=_json_default)

@@ -97,3 +97,27 @@ def test_format_result_table_csv_json() -> None:
     assert table[-1] == "(2 rows)"
     assert csv_text == "room_wxid,messages\n1@chatroom,3\n2@chatroom,10"
     assert '"room_wxid": "2@chatroom"' in json_text
+
+
+def test_run_query_fills_parameters_on_the_server(query_settings: Settings) -> None:
+    result = run_query(query_settings, "SELECT {bot:String} AS bot, {n:UInt32} + 1 AS next",
+                       parameters={"bot": "wxid_a'; DROP TABLE x", "n": 41})
+
+    assert result.rows == [["wxid_a'; DROP TABLE x", 42]]
+
+
+async def test_endpoint_passes_parameters(client: httpx.AsyncClient) -> None:
+    response = await client.post("/query", json={"sql": "SELECT {bots:Array(String)} AS bots",
+                                                  "parameters": {"bots": ["wxid_a", "wxid_b"]}},
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert response.status_code == 200
+    assert response.json() == {"columns": ["bots"], "rows": [[["wxid_a", "wxid_b"]]]}
+
+
+async def test_endpoint_rejects_parameters_that_are_not_an_object(client: httpx.AsyncClient) -> None:
+    response = await client.post("/query", json={"sql": "SELECT 1", "parameters": ["x"]},
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert response.status_code == 400
+    assert "parameters" in response.json()["error"]

@@ -39,7 +39,7 @@ class AccountsError(ValueError):
 
 @dataclass(frozen=True)
 class WebsocketOptions:
-    """Which bots of an app get websocket mode, where they connect and how often they beat.
+    """Websocket mode of an app: the bots it covers, their ws_urls and their heartbeat interval.
 
     `wxids` None means every bot of the app; empty `ws_urls` and None `heartbeat_interval_s`
     mean the gateway's defaults.
@@ -84,7 +84,7 @@ def _strings(table: Mapping[str, Any], key: str, where: str) -> list[str] | None
 
 
 def parse_websocket(table: Mapping[str, Any], where: str) -> WebsocketOptions | None:
-    """The websocket keys of one `[[app]]` table; None when websocket mode is off for every bot.
+    """Parse the websocket keys of one `[[app]]` table. Return None when websocket mode is off for every bot.
 
     The keys sit in the app table (`websocket = true`, `websocket_wxids`, `ws_urls`,
     `heartbeat_interval`) or in an `[app.websocket]` table (`enabled`, `wxids`, `ws_urls`,

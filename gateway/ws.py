@@ -19,11 +19,12 @@ same replica. `heartbeat_interval` defaults to WEHUB_WS_HEARTBEAT_INTERVAL_S.
 
 On `GET /wehub/ws` (token as ?token= or /wehub/ws/<token>, checked on every frame as over
 HTTP) each text frame is one request: CallbackHandler handles it with transport="websocket" and
-its response goes back as one frame. A connection must log in (a `login` frame, signature included) before it
-may send anything but heartbeats; it then belongs to that bot, and frames naming another bot are
-refused and dead-lettered. A newer connection of the same bot replaces the older one. Heartbeats
-(`action` or the specification's `atcion`) are not published; a connection silent for three
-heartbeat intervals, or not logged in within that time, is closed.
+its response goes back as one frame. A connection must log in (a `login` frame, signature
+included) before it may send anything but heartbeats. From then on it belongs to that bot, so
+frames naming another bot are rejected and dead-lettered. A newer connection of the same bot
+replaces the older one. Heartbeats (`action` or the specification's `atcion`) are not
+published. A connection silent for three heartbeat intervals, or not logged in within that
+time, is closed.
 
 Pushes: when a task of a connected bot enters the task view, when the bot logs in, when its
 pacing interval ends, and on a sweep every second for tasks that became due, the replica holding

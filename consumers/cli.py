@@ -15,7 +15,7 @@ import orjson
 
 from consumers import clickhouse, query, registry
 from consumers.clickhouse import StoreError
-from consumers.runner import DeadLetterRateExceeded, Runner
+from consumers.runner import RETRIABLE_ERRORS, DeadLetterRateExceeded, Runner
 from wehub import kafka
 from wehub.i18n import Catalog
 from wehub.settings import Settings
@@ -98,7 +98,7 @@ async def run_consumers(settings: Settings, names: list[str], query_endpoint: bo
 
 
 def _report_failure(settings: Settings, name: str, error: BaseException) -> None:
-    known = (DeadLetterRateExceeded, StoreError, kafka.PipelineKafkaError)
+    known = (DeadLetterRateExceeded, *RETRIABLE_ERRORS)
     if not isinstance(error, known):
         log.error("consumer %s failed", name, exc_info=error)
     print(MESSAGES.render("consumer_failed", settings.locale, name=name, reason=error), file=sys.stderr)

@@ -10,11 +10,8 @@ Records of `<prefix>.media_stored` mark files stored.
 A file is requested at most once. The `media_store` table remembers every file_index already
 requested, stored, skipped or failed, and the task_id derives from appid, bot and file_index,
 so a task submitted again after a crash overwrites the same key of the compacted task topic.
-Per batch the order is: submit tasks (acks=all), insert rows, commit offsets.
-
-It runs its own loop instead of `consumers.runner.Runner`, because it produces tasks, fetches
-URLs and reads the MediaStored records of `<prefix>.media_stored`, none of which fits the
-runner's pure "events to rows" processors.
+Per batch the order is: fetch URL media, submit tasks (acks=all), insert rows, commit offsets;
+the runner retries the batch as a whole, so a failed insert never loses a submitted task's row.
 """
 
 from __future__ import annotations
@@ -26,7 +23,6 @@ import datetime as dt
 import hashlib
 import logging
 import re
-import signal
 import sys
 import time
 import uuid
@@ -35,19 +31,20 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from consumers import media_fetch, migrate
-from consumers.clickhouse import Rows, StoreError, insert, make_client, translate
+from consumers import media_fetch
+from consumers.clickhouse import Rows, translate
 from consumers.rawmsg import parse_xml
+from consumers.runner import Event, Intake
 from schemas import topics
-from schemas.codec import CODEC, CodecError
+from schemas.codec import CODEC
 from wehub import kafka, logs
 from wehub import settings as settings_module
-from wehub.media_store import MediaStore, MediaStoreError, metadata_header
+from wehub.media_store import MediaStore, metadata_header
 from wehub.settings import Settings
 from wehub.task_validation import TaskInvalid, parse_submission
 
@@ -84,12 +81,7 @@ AVATAR_ACTIONS = ("login", "report_new_friend")
 AVATAR_SCHEMAS = {topics.EVENT_SCHEMAS[action] for action in AVATAR_ACTIONS}
 # stored beats failed beats requested/skipped, whatever order the events arrive in.
 STATUS_RANK = {"requested": 1, "skipped": 1, "failed": 2, "stored": 3}
-MAX_RECORDS_PER_BATCH = 200
 FETCH_CONCURRENCY = 8
-BATCH_TRIES = 8
-BACKOFF_FIRST_S = 0.5
-BACKOFF_MAX_S = 30.0
-DEAD_LETTER_WINDOW_S = 60.0
 _LOCAL_PATH = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\|/)")
 
 
@@ -302,153 +294,91 @@ class MediaState:
 
 @dataclass
 class Batch:
-    """The rows, tasks, fetches and dead letters of one batch of records."""
+    """The rows, tasks and fetches of one batch of records."""
 
     rows: dict[tuple[str, str, str], MediaRow] = field(default_factory=dict)
     tasks: list[tuple[bytes, bytes]] = field(default_factory=list)
     fetches: list[MediaRow] = field(default_factory=list)
-    dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+
+    def table(self) -> Rows:
+        return Rows(TABLE, COLUMNS, [row.values() for row in self.rows.values()])
 
 
-class MediaConsumer:
-    """The media consumer as consumer group `<prefix>.consumer.media`; `run()` until `stop()`."""
+class MediaProcessor:
+    """The media consumer as consumer group `<prefix>.consumer.media`, run by `consumers.runner.Runner`.
+
+    `process` decides for each file against what the media table already knows; `before_insert`
+    fetches URL media and submits upload tasks (acks=all) before the runner inserts the rows.
+    """
 
     name = NAME
+    # Each file's row carries its own version (status rank and time), so arrival order does not matter.
+    ordered = False
 
-    def __init__(self, settings: Settings, client: Client | None = None, store: MediaStore | None = None) -> None:
+    def __init__(self, settings: Settings, store: MediaStore | None = None) -> None:
         self.settings = settings
         self.database = str(settings.clickhouse_database)
         self.policy = MediaPolicy(settings)
         self.store = store or MediaStore.from_settings(settings)
-        self._client = client
-        self._stored_topic = settings.topic(topics.MEDIA_STORED)
-        # The schema each subscribed topic carries.
-        self._schemas = {settings.topic(action): topics.EVENT_SCHEMAS[action] for action in self.policy.actions()}
-        self._schemas[self._stored_topic] = topics.MEDIA_STORED_SCHEMA
         self._tasks_topic = settings.topic(topics.TASKS)
-        self._stop = asyncio.Event()
+        self._stored_topic = settings.topic(topics.MEDIA_STORED)
         self._submitted: set[str] = set()
-        self._dead_times: collections.deque[float] = collections.deque()
-        self.handled_records = 0
+        self._batch: Batch | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._fetcher: httpx.AsyncClient | None = None
 
-    @property
-    def client(self) -> Client:
-        if self._client is None:
-            self._client = make_client(self.settings, self.database)
-        return self._client
+    def topic_suffixes(self) -> Sequence[str]:
+        return (*self.policy.actions(), topics.MEDIA_STORED)
 
-    def stop(self) -> None:
-        self._stop.set()
+    def intake(self, suffix: str) -> Intake:
+        if suffix == topics.MEDIA_STORED:
+            return Intake(frozenset({topics.MEDIA_STORED_SCHEMA}))
+        return Intake(frozenset({topics.EVENT_SCHEMAS[suffix]}))
 
-    async def run(self) -> None:
-        """Consume until stop(); raises StoreError, MediaStoreError or PipelineKafkaError after retries."""
-        await asyncio.to_thread(migrate.apply, self.client, self.database)
-        group = f"{self.settings.topic_prefix}.consumer.{self.name}"
-        consumer = kafka.make_consumer(
-            self.settings,
-            *self._schemas,
-            group_id=group,
-            max_poll_interval_ms=300_000,
-        )
-        producer = kafka.make_producer(self.settings)
-        fetcher = media_fetch.make_client(self.policy.fetch)
-        await consumer.start()
-        try:
-            await producer.start()
-            log.info("consumer %s started as group %s", self.name, group)
-            await self._loop(consumer, producer, fetcher)
-        finally:
-            await consumer.stop()
-            await producer.stop()
-            await fetcher.aclose()
-            log.info("consumer %s stopped after %d records", self.name, self.handled_records)
+    def validate(self, action: str, schema_name: str, record: dict[str, Any]) -> None:
+        return None
 
-    async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, fetcher: httpx.AsyncClient) -> None:
-        wait_ms = max(1, int(self.settings.batch_max_wait_ms))
-        while not self._stop.is_set():
-            batches = await consumer.getmany(timeout_ms=wait_ms, max_records=MAX_RECORDS_PER_BATCH)
-            messages = [message for records in batches.values() for message in records]
-            if not messages:
-                continue
-            await self._with_retries(lambda batch=messages: self.handle(batch, producer, fetcher))
-            offsets = {partition: records[-1].offset + 1 for partition, records in batches.items()}
-            try:
-                await consumer.commit(offsets)
-            except (CommitFailedError, IllegalStateError) as error:
-                # The partitions moved meanwhile; their next owner sees the rows and submits nothing twice.
-                log.warning(
-                    "consumer %s: commit failed (%s), the batch will be read again",
-                    self.name,
-                    type(error).__name__,
-                )
-            self.handled_records += len(messages)
+    async def open(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+        self._fetcher = media_fetch.make_client(self.policy.fetch)
 
-    async def _with_retries(self, call: Any) -> None:
-        delay = BACKOFF_FIRST_S
-        for attempt in range(1, BATCH_TRIES + 1):
-            try:
-                await call()
-                return
-            except (StoreError, MediaStoreError, kafka.PipelineKafkaError) as error:
-                left = BATCH_TRIES - attempt
-                if not error.retriable or left == 0:
-                    raise
-                log.warning(
-                    "consumer %s: %s, retrying the batch in %.1f s (%d tries left)",
-                    self.name,
-                    error,
-                    delay,
-                    left,
-                )
-                await asyncio.sleep(delay)
-                delay = min(BACKOFF_MAX_S, delay * 2)
+    async def close(self) -> None:
+        if self._fetcher is not None:
+            await self._fetcher.aclose()
+            self._fetcher = None
 
-    async def handle(self, messages: Sequence[Any], producer: AIOKafkaProducer, fetcher: httpx.AsyncClient) -> None:
-        """Take one batch of Kafka records: decide, submit tasks, fetch URLs, insert rows. Idempotent."""
-        decoded = [(message, self._decode(message)) for message in messages]
-        batch = Batch()
-        for message, result in decoded:
-            if isinstance(result, str):
-                batch.dead_letters.append((message.key, self._dead_letter(message, result)))
-        events = [result for _, result in decoded if not isinstance(result, str)]
+    def reset(self) -> None:
+        self._batch = None
 
+    def process(self, client: Client, events: list[Event]) -> list[Rows]:
+        """Plan the batch: one row per new file, and the tasks and fetches it needs. Blocks."""
         decisions = [
             decision
-            for name, record in events
-            if name != topics.MEDIA_STORED_SCHEMA
-            for decision in self.policy.decide(name, record)
+            for event in events
+            if event.schema_name != topics.MEDIA_STORED_SCHEMA
+            for decision in self.policy.decide(event.schema_name, event.record)
         ]
-        stored = [record for name, record in events if name == topics.MEDIA_STORED_SCHEMA]
+        stored = [event.record for event in events if event.schema_name == topics.MEDIA_STORED_SCHEMA]
         identities = {decision.row.identity for decision in decisions}
         identities |= {(record["appid"], record["bot_wxid"], record["file_index"]) for record in stored}
-        known = await asyncio.to_thread(MediaState(self.client, self.database).lookup, identities)
-
+        known = MediaState(client, self.database).lookup(identities)
+        batch = Batch()
         self._plan(batch, decisions, stored, known)
-        await self._send_dead_letters(producer, batch.dead_letters)
-        await self._fetch_all(batch, producer, fetcher)
-        await self._submit_tasks(producer, batch.tasks)
+        self._batch = batch
+        return [batch.table()]
+
+    async def before_insert(self, events: list[Event], rows: list[Rows]) -> list[Rows]:
+        """Fetch the batch's URL media, then submit its upload tasks; returns the rows with the outcomes."""
+        batch = self._batch
+        if batch is None:
+            return rows
+        await self._fetch_all(batch)
+        await self._submit_tasks(batch.tasks)
         self._submitted.update(key.decode() for key, _ in batch.tasks if key)
-        rows = Rows(TABLE, COLUMNS, [row.values() for row in batch.rows.values()])
-        await asyncio.to_thread(insert, self.client, self.database, rows)
         if batch.rows:
             statuses = collections.Counter(row.status for row in batch.rows.values())
-            log.debug("consumer %s wrote %d media rows", self.name, len(batch.rows), extra=dict(statuses))
-
-    def _decode(self, message: Any) -> tuple[str, dict[str, Any]] | str:
-        """Decode a record to its schema name and fields, or return why it is poison."""
-        if message.value is None:
-            return "record has no value: expected an Avro single-object record"
-        try:
-            name, record = CODEC.decode(message.value)
-        except CodecError as error:
-            return str(error)
-        expected = self._schemas.get(message.topic)
-        if name != expected:
-            return f"schema {name} on topic {message.topic}: expected {expected}"
-        for key in ("event_id", "appid", "bot_wxid"):
-            if not record.get(key):
-                return f"field {key} is empty: expected a non-empty string"
-        return name, record
+            log.debug("consumer %s writes %d media rows", self.name, len(batch.rows), extra=dict(statuses))
+        return [batch.table()]
 
     def _plan(
         self,
@@ -492,10 +422,11 @@ class MediaConsumer:
         value = CODEC.encode(topics.TASK_SCHEMA, submission.record(created_at, SOURCE))
         return submission.task_id.encode(), value
 
-    async def _submit_tasks(self, producer: AIOKafkaProducer, tasks: list[tuple[bytes, bytes]]) -> None:
+    async def _submit_tasks(self, tasks: list[tuple[bytes, bytes]]) -> None:
         wanted = [(key, value) for key, value in tasks if key and key.decode() not in self._submitted]
         if not wanted:
             return
+        producer = self._running_producer()
         timeout_s = float(self.settings.kafka_timeout_s)
         try:
             async with asyncio.timeout(timeout_s * 3):
@@ -505,9 +436,11 @@ class MediaConsumer:
             raise kafka.translate(error, "submitting upload tasks") from None
         log.info("consumer %s submitted %d upload tasks", self.name, len(wanted))
 
-    async def _fetch_all(self, batch: Batch, producer: AIOKafkaProducer, fetcher: httpx.AsyncClient) -> None:
+    async def _fetch_all(self, batch: Batch) -> None:
         if not batch.fetches:
             return
+        producer, fetcher = self._running_producer(), self._fetcher
+        assert fetcher is not None, "open() runs before the first batch"
         slots = asyncio.Semaphore(FETCH_CONCURRENCY)
 
         async def one(row: MediaRow) -> bytes | None:
@@ -562,59 +495,9 @@ class MediaConsumer:
             },
         )
 
-    def _dead_letter(self, message: Any, reason: str) -> bytes:
-        value = bytes(message.value or b"")
-        cap = int(self.settings.dead_letter_body_cap_bytes)
-        log.warning(
-            "consumer %s: record %s[%d]@%d is poison",
-            self.name,
-            message.topic,
-            message.partition,
-            message.offset,
-        )
-        return CODEC.encode(
-            topics.DEAD_LETTER_SCHEMA,
-            {
-                "dead_letter_id": uuid.uuid4().hex,
-                "at": int(time.time() * 1000),
-                "source": SOURCE,
-                "reason_code": "undecodable",
-                "reason": reason,
-                "http_status": None,
-                "appid": None,
-                "bot_wxid": message.key.decode("utf-8", "replace") if message.key else None,
-                "action": None,
-                "client_address": None,
-                "content_type": "application/vnd.wehub.avro",
-                "topic": message.topic,
-                "partition": message.partition,
-                "offset": message.offset,
-                "body": value[:cap],
-                "body_bytes": len(value),
-                "truncated": len(value) > cap,
-            },
-        )
-
-    async def _send_dead_letters(self, producer: AIOKafkaProducer, letters: list[tuple[bytes | None, bytes]]) -> None:
-        if not letters:
-            return
-        now = time.monotonic()
-        while self._dead_times and now - self._dead_times[0] > DEAD_LETTER_WINDOW_S:
-            self._dead_times.popleft()
-        cap = int(self.settings.dead_letter_max_per_minute)
-        if len(self._dead_times) + len(letters) > cap:
-            raise kafka.PipelineKafkaError(
-                f"consumer {self.name} stopped: more than {cap} dead letters within a minute "
-                "(WEHUB_DEAD_LETTER_MAX_PER_MINUTE); check what writes the topics, then restart it",
-                retriable=False,
-            )
-        topic = self.settings.topic(topics.DEAD_LETTER)
-        try:
-            sends = [await producer.send(topic, value, key=key) for key, value in letters]
-            await asyncio.gather(*sends)
-        except KafkaError as error:
-            raise kafka.translate(error, "sending dead letters") from None
-        self._dead_times.extend([now] * len(letters))
+    def _running_producer(self) -> AIOKafkaProducer:
+        assert self._producer is not None, "open() runs before the first batch"
+        return self._producer
 
 
 def stored_row(record: dict[str, Any], previous: MediaRow | None) -> MediaRow:
@@ -636,28 +519,15 @@ def stored_row(record: dict[str, Any], previous: MediaRow | None) -> MediaRow:
     )
 
 
-async def run(settings: Settings) -> int:
-    """Run the media consumer until SIGINT/SIGTERM; returns the exit status."""
-    consumer = MediaConsumer(settings)
-    await kafka.ensure_topics(settings, kafka.pipeline_topics(settings))
-    loop = asyncio.get_running_loop()
-    for signal_number in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signal_number, consumer.stop)
-    try:
-        await consumer.run()
-    except (StoreError, MediaStoreError, kafka.PipelineKafkaError) as error:
-        print(f"consumer media stopped: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m consumers.media`: the media consumer on the WEHUB_* settings."""
+    """`python -m consumers.media`: `wehub consume media` under its old name."""
     parser = argparse.ArgumentParser(prog="python -m consumers.media", description=__doc__.split("\n")[0])
     parser.parse_args(argv)
     settings = settings_module.load()
     logs.configure(settings.log_level, settings.log_format)
-    return asyncio.run(run(settings))
+    from consumers.cli import run_consumers  # noqa: PLC0415 (consumers.cli imports the registry of every consumer)
+
+    return asyncio.run(run_consumers(settings, [NAME]))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 A consumer is a factory taking the settings and returning a `consumers.runner.Processor`.
 Another package adds its own with one line, e.g. `"media": "consumers.media:MediaProcessor"` in CONSUMERS.
+Every consumer that writes ClickHouse belongs here: with the embedded engine only the one
+`wehub consume all` process may open the data directory.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ CONSUMERS: dict[str, Factory | str] = {
     "contacts": "consumers.contacts:ContactsProcessor",
     "rooms": "consumers.rooms:RoomsProcessor",
     "sessions": "consumers.sessions:SessionsProcessor",
+    "tasks": "consumers.tasks:TasksProcessor",
+    "media": "consumers.media:MediaProcessor",
 }
 
 

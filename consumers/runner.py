@@ -1,9 +1,14 @@
-"""The chain every ClickHouse consumer runs: decode → validate → batch → insert → commit offsets.
+"""The chain every ClickHouse consumer runs: decode → validate → batch → rows → side effects → insert → commit.
 
-A `Processor` turns a batch of decoded events into rows; the runner owns Kafka, batching,
+A `Processor` turns a batch of decoded records into rows; the runner owns Kafka, batching,
 retries, the dead-letter topic and offsets. Offsets are committed only after every row of the
 batch was inserted, so a crash anywhere replays the batch. Processors give each row a key that
 turns a replayed insert into a duplicate, which the analytics views hide.
+
+By default a processor reads gateway events (the schema of each action topic, with the event
+envelope). One that reads other records declares them per topic with `intake()`, and one that
+must act outside ClickHouse (produce tasks, fetch files) does it in `before_insert()`, which the
+runner calls after the rows are built and before they are inserted, retrying both together.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import collections
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +31,7 @@ from consumers.clickhouse import Rows, StoreError, insert, make_client
 from schemas import topics
 from schemas.codec import CODEC, CodecError
 from wehub import kafka
+from wehub.media_store import MediaStoreError
 from wehub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +48,8 @@ MAX_HOLD_WAITS = 10
 # While a batch is being inserted the consumer keeps polling its paused partitions, so it stays
 # within max_poll_interval_ms and keeps its partitions during a long ClickHouse outage.
 KEEPALIVE_POLL_MS = 500
+# The schema name of an Event made from a null value on a topic whose intake takes tombstones.
+TOMBSTONE = "tombstone"
 
 
 class Poison(ValueError):
@@ -51,6 +59,10 @@ class Poison(ValueError):
         super().__init__(reason)
         self.reason_code = reason_code
         self.reason = reason
+
+
+# Failures of ClickHouse, Kafka and MinIO; each says whether the same batch may succeed later.
+RETRIABLE_ERRORS = (StoreError, kafka.PipelineKafkaError, MediaStoreError)
 
 
 class DeadLetterRateExceeded(RuntimeError):
@@ -73,8 +85,34 @@ class Event:
         return int(self.record["received_at_ms"]), str(self.record["event_id"])
 
 
+@dataclass(frozen=True)
+class Intake:
+    """What a processor takes from one topic; anything else on it goes to the dead-letter topic."""
+
+    schemas: frozenset[str]
+    # Gateway events carry the envelope (event_id, appid, bot_wxid, received_at) that the runner
+    # checks and that ordered consumers sort by; task records do not.
+    envelope: bool = True
+    # On a compacted topic a null value deletes its key; True hands it on as a TOMBSTONE event.
+    tombstones: bool = False
+
+
+def event_intake(action: str) -> Intake:
+    """The intake of a gateway action topic: its event schema (and part schema, if it has one)."""
+    names = (topics.EVENT_SCHEMAS.get(action), topics.PART_SCHEMAS.get(action))
+    return Intake(frozenset(name for name in names if name))
+
+
 class Processor(Protocol):
-    """The work of one consumer on its events; the runner calls `process` from a worker thread."""
+    """The work of one consumer on its events; the runner calls `process` from a worker thread.
+
+    Optional methods, looked up by name:
+    - `intake(suffix) -> Intake`: what the topic carries, `event_intake(suffix)` when absent.
+    - `async open(producer)` / `async close()`: around the run, with the runner's Kafka producer.
+    - `async before_insert(events, rows) -> list[Rows]`: side effects of a batch once its rows are
+      built; returns the rows to insert (they may reflect what the side effects found). On a
+      failure the runner resets the processor and retries `process` and this step together.
+    """
 
     name: str
     # True for consumers of current state fed by several topics: the runner then hands them
@@ -156,6 +194,10 @@ class Runner:
         self._flush_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._topic_actions = {settings.topic(suffix): suffix for suffix in processor.topic_suffixes()}
+        intake = getattr(processor, "intake", event_intake)
+        self._intakes: dict[str, Intake] = {topic: intake(suffix) for topic, suffix in self._topic_actions.items()}
+        self._before_insert: Callable[[list[Event], list[Rows]], Awaitable[list[Rows]]] | None = getattr(
+            processor, "before_insert", None)
         self.inserted_events = 0
         # perf_counter() when the first record arrived, for benchmarks.
         self.first_record_at: float | None = None
@@ -173,7 +215,8 @@ class Runner:
 
     async def prepare(self) -> None:
         """Apply the migrations, retrying while ClickHouse is unreachable."""
-        await self._with_retries(lambda: migrate.apply(self.client, self.database), "applying migrations")
+        await self._with_retries(lambda: asyncio.to_thread(migrate.apply, self.client, self.database),
+                                 "applying migrations")
 
     async def run(self) -> None:
         """Consume until stop() or an error; raises DeadLetterRateExceeded or StoreError."""
@@ -182,15 +225,21 @@ class Runner:
         consumer = kafka.make_consumer(self.settings, group_id=group, max_poll_interval_ms=300_000)
         consumer.subscribe(list(self._topic_actions), listener=_Rebalance(self))
         producer = kafka.make_producer(self.settings)
+        opened = False
         await consumer.start()
-        await producer.start()
-        log.info("consumer %s started on %d topics as group %s", self.name, len(self._topic_actions), group)
         try:
+            await producer.start()
+            log.info("consumer %s started on %d topics as group %s", self.name, len(self._topic_actions), group)
+            if hasattr(self.processor, "open"):
+                await self.processor.open(producer)
+            opened = True
             await self._loop(consumer, producer)
             if self._ordered:
                 await self._release(consumer)
             await self._flush(consumer, producer)
         finally:
+            if opened and hasattr(self.processor, "close"):
+                await self.processor.close()
             await consumer.stop()
             await producer.stop()
             log.info("consumer %s stopped after %d events", self.name, self.inserted_events)
@@ -279,19 +328,23 @@ class Runner:
         return horizon
 
     def _decode(self, action: str, message: Any) -> Event:
+        intake = self._intakes[message.topic]
         if message.value is None:
+            if intake.tombstones:
+                return Event(message.topic, message.partition, message.offset, TOMBSTONE, {})
             raise Poison("undecodable", "record has no value: expected an Avro single-object record")
         try:
             schema_name, record = CODEC.decode(message.value)
         except CodecError as error:
             raise Poison("undecodable", str(error)) from None
-        expected = {topics.EVENT_SCHEMAS.get(action), topics.PART_SCHEMAS.get(action)}
-        if schema_name not in expected:
+        if schema_name not in intake.schemas:
             raise Poison("unexpected_schema", f"schema {schema_name} on topic {message.topic}: "
-                         f"expected {' or '.join(sorted(name for name in expected if name))}")
-        validate_envelope(record)
+                         f"expected {' or '.join(sorted(intake.schemas))}")
+        if intake.envelope:
+            validate_envelope(record)
         self.processor.validate(action, schema_name, record)
-        record["received_at_ms"] = millis(record["received_at"])
+        if intake.envelope:
+            record["received_at_ms"] = millis(record["received_at"])
         return Event(message.topic, message.partition, message.offset, schema_name, record)
 
     def _dead_letter(self, action: str, message: Any, poison: Poison) -> _DeadLetter:
@@ -390,23 +443,29 @@ class Runner:
                 task.cancel()
             consumer.resume(*[partition for partition in assigned if partition in consumer.assignment()])
 
-    def _insert(self, events: list[Event]) -> None:
+    async def _insert(self, events: list[Event]) -> None:
         # NOTE: a batch that ClickHouse rejects for good (a non-retriable error) stops the consumer;
         # the offending row is not isolated and sent to the dead-letter topic.
         try:
-            for rows in self.processor.process(self.client, events):
-                insert(self.client, self.database, rows)
+            tables = await asyncio.to_thread(self.processor.process, self.client, events)
+            if self._before_insert is not None:
+                tables = await self._before_insert(events, tables)
+            await asyncio.to_thread(self._insert_tables, tables)
         except BaseException:
             self.processor.reset()
             raise
 
-    async def _with_retries(self, call: Any, doing: str) -> None:
+    def _insert_tables(self, tables: list[Rows]) -> None:
+        for rows in tables:
+            insert(self.client, self.database, rows)
+
+    async def _with_retries(self, call: Callable[[], Awaitable[Any]], doing: str) -> None:
         delay = BACKOFF_FIRST_S
         for attempt in range(1, INSERT_TRIES + 1):
             try:
-                await asyncio.to_thread(call)
+                await call()
                 return
-            except StoreError as error:
+            except RETRIABLE_ERRORS as error:
                 left = INSERT_TRIES - attempt
                 if not error.retriable or left == 0:
                     raise

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,6 @@ MESSAGES = Catalog({
     "accounts": {"en": "accounts file: {detail}", "zh-CN": "账号文件：{detail}"},
     "kafka": {"en": "nothing written: {detail}; check WEHUB_KAFKA_BOOTSTRAP and try again",
               "zh-CN": "没有写入任何任务：{detail}；请检查 WEHUB_KAFKA_BOOTSTRAP 后重试"},
-    "consumer_failed": {"en": "tasks consumer stopped: {reason}", "zh-CN": "任务消费者已停止：{reason}"},
     "missing_options": {"en": "give --json FILE, or --bot and --type (with --to/--text or --dict)",
                         "zh-CN": "请提供 --json 文件，或 --bot 和 --type（以及 --to/--text 或 --dict）"},
 })
@@ -70,7 +68,8 @@ def add_parser(subparsers: Any) -> None:
     send.set_defaults(handler=send_tasks)
 
     consume = commands.add_parser(
-        "consume", help="run the tasks consumer alone: task statuses and latencies into ClickHouse")
+        "consume", help="run the tasks consumer alone (same as `wehub consume tasks`): task statuses and "
+                        "latencies into ClickHouse")
     consume.set_defaults(handler=consume_tasks)
 
 
@@ -161,21 +160,8 @@ async def send_tasks(arguments: argparse.Namespace) -> int:
 
 
 async def consume_tasks(arguments: argparse.Namespace) -> int:
-    """Run the tasks consumer until SIGTERM or SIGINT; an embedded ClickHouse must not be open elsewhere."""
+    """`wehub consume tasks` under its older name; an embedded ClickHouse must not be open elsewhere."""
     # Imported here so that every other `wehub` command starts without loading the ClickHouse client.
-    from consumers import clickhouse  # noqa: PLC0415
-    from consumers.tasks import make_runner  # noqa: PLC0415
+    from consumers.cli import run_consumers  # noqa: PLC0415
 
-    settings: Settings = arguments.settings
-    runner = make_runner(settings)
-    loop = asyncio.get_running_loop()
-    for signal_number in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signal_number, runner.stop)
-    try:
-        await runner.run()
-    except Exception as error:
-        print(MESSAGES.render("consumer_failed", str(settings.locale), reason=error), file=sys.stderr)
-        return 1
-    finally:
-        await asyncio.to_thread(clickhouse.close_embedded)
-    return 0
+    return await run_consumers(arguments.settings, ["tasks"])

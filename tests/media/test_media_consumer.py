@@ -17,7 +17,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from consumers.media import MediaConsumer, upload_task_id, url_file_index
+from consumers.media import MediaProcessor, upload_task_id, url_file_index
+from consumers.runner import Runner
 from schemas import topics
 from tests import services
 from tests.gateway.conftest import corpus_bodies, read_records, running_gateway
@@ -46,7 +47,7 @@ def table_exists(settings: Settings) -> bool:
 
 async def consume_until(settings: Settings, done: Callable[[], Awaitable[bool]]) -> None:
     """Run a media consumer until `done()` returns true or WAIT_S passed, then stop it."""
-    consumer = MediaConsumer(settings)
+    consumer = Runner(settings, MediaProcessor(settings))
     task = asyncio.ensure_future(consumer.run())
     try:
         loop = asyncio.get_running_loop()

@@ -12,9 +12,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from consumers import clickhouse
-from consumers.tasks import make_runner
+from consumers.tasks import CLAIM_SCHEMA, make_runner
 from schemas import topics
+from schemas.codec import CODEC
+from tests.consumers.helpers import run_until_drained
 from tests.tasks.conftest import pull_task, report, running_gateway, send_task, submit
+from wehub import kafka
 from wehub.kafka import bootstrap_servers
 from wehub.settings import Settings
 
@@ -82,3 +85,47 @@ async def test_consumer_records_each_status_with_latencies(
     assert by_id[succeeded][3] is not None and by_id[succeeded][3] >= 0
     assert by_id[waiting][2] is None
     assert by_id[failed][4] == "not a friend"
+
+
+async def dead_letters(settings: Settings) -> list[dict[str, Any]]:
+    reader = AIOKafkaConsumer(settings.topic(topics.DEAD_LETTER), bootstrap_servers=bootstrap_servers(settings),
+                              auto_offset_reset="earliest", group_id=None)
+    await reader.start()
+    try:
+        batches = await reader.getmany(timeout_ms=3000)
+    finally:
+        await reader.stop()
+    return [CODEC.decode(message.value)[1] for messages in batches.values() for message in messages]
+
+
+async def test_tombstones_and_claims_skipped_and_bad_record_dead_lettered(
+    task_settings: Settings, clickhouse_dsn: str, clickhouse_database: str
+) -> None:
+    settings = task_settings.with_overrides(clickhouse_dsn=clickhouse_dsn, clickhouse_database=clickhouse_database,
+                                            batch_max_wait_ms=200)
+    now_ms = int(time.time() * 1000)
+    who = {"appid": "app0001", "bot_wxid": "wxid_bot0001", "task_id": "t-consumer-1"}
+    task = CODEC.encode(topics.TASK_SCHEMA, {**who, "task_type": 1, "task_dict": "{}", "created_at": now_ms,
+                                             "source": "cli"})
+    claim = CODEC.encode(CLAIM_SCHEMA, {**who, "claim_id": "c1", "gateway": "g1", "op": "claim", "at": now_ms})
+    dispatched = CODEC.encode(topics.TASK_STATUS_SCHEMA, {**who, "task_type": 1, "status": "dispatched",
+                                                          "at": now_ms + 5, "gateway": "g1", "created_at": now_ms})
+    await kafka.ensure_topics(settings, kafka.pipeline_topics(settings))
+    producer = kafka.make_producer(settings)
+    await producer.start()
+    try:
+        key = who["task_id"].encode()
+        for topic, value in ((topics.TASKS, task), (topics.TASKS, None), (topics.TASKS, b"not avro"),
+                             (topics.TASK_STATUS, claim), (topics.TASK_STATUS, dispatched)):
+            await producer.send_and_wait(settings.topic(topic), value, key=key)
+    finally:
+        await producer.stop()
+
+    await run_until_drained(settings, ["tasks"])
+
+    store = clickhouse.make_client(settings, clickhouse_database)
+    rows = store.query(f"SELECT status FROM {clickhouse_database}.task_events_store ORDER BY at").result_rows
+    assert [row[0] for row in rows] == ["submitted", "dispatched"]
+    letters = await dead_letters(settings)
+    assert [(letter["source"], letter["reason_code"], letter["body"]) for letter in letters] == [
+        ("consumer:tasks", "undecodable", b"not avro")]

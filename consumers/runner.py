@@ -6,9 +6,9 @@ batch was inserted, so a crash anywhere replays the batch. Processors give each 
 turns a replayed insert into a duplicate, which the analytics views hide.
 
 By default a processor reads gateway events (the schema of each action topic, with the event
-envelope). One that reads other records declares them per topic with `intake()`, and one that
-must act outside ClickHouse (produce tasks, fetch files) does it in `before_insert()`, which the
-runner calls after the rows are built and before they are inserted, retrying both together.
+envelope). One that reads other records declares them per topic with `intake()`. One that must
+act outside ClickHouse (produce tasks, fetch files) does it in `before_insert()`: the runner
+calls it after the rows are built and before they are inserted, and retries both together.
 """
 
 from __future__ import annotations

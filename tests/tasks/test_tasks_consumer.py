@@ -98,23 +98,23 @@ async def dead_letters(settings: Settings) -> list[dict[str, Any]]:
     return [CODEC.decode(message.value)[1] for messages in batches.values() for message in messages]
 
 
-async def test_tombstones_and_claims_skipped_and_bad_record_dead_lettered(
+async def test_tombstone_and_claim_skipped_poison_dead_lettered(
     task_settings: Settings, clickhouse_dsn: str, clickhouse_database: str
 ) -> None:
     settings = task_settings.with_overrides(clickhouse_dsn=clickhouse_dsn, clickhouse_database=clickhouse_database,
                                             batch_max_wait_ms=200)
     now_ms = int(time.time() * 1000)
-    who = {"appid": "app0001", "bot_wxid": "wxid_bot0001", "task_id": "t-consumer-1"}
-    task = CODEC.encode(topics.TASK_SCHEMA, {**who, "task_type": 1, "task_dict": "{}", "created_at": now_ms,
+    task_ids = {"appid": "app0001", "bot_wxid": "wxid_bot0001", "task_id": "t-consumer-1"}
+    task = CODEC.encode(topics.TASK_SCHEMA, {**task_ids, "task_type": 1, "task_dict": "{}", "created_at": now_ms,
                                              "source": "cli"})
-    claim = CODEC.encode(CLAIM_SCHEMA, {**who, "claim_id": "c1", "gateway": "g1", "op": "claim", "at": now_ms})
-    dispatched = CODEC.encode(topics.TASK_STATUS_SCHEMA, {**who, "task_type": 1, "status": "dispatched",
+    claim = CODEC.encode(CLAIM_SCHEMA, {**task_ids, "claim_id": "c1", "gateway": "g1", "op": "claim", "at": now_ms})
+    dispatched = CODEC.encode(topics.TASK_STATUS_SCHEMA, {**task_ids, "task_type": 1, "status": "dispatched",
                                                           "at": now_ms + 5, "gateway": "g1", "created_at": now_ms})
     await kafka.ensure_topics(settings, kafka.pipeline_topics(settings))
     producer = kafka.make_producer(settings)
     await producer.start()
     try:
-        key = who["task_id"].encode()
+        key = task_ids["task_id"].encode()
         for topic, value in ((topics.TASKS, task), (topics.TASKS, None), (topics.TASKS, b"not avro"),
                              (topics.TASK_STATUS, claim), (topics.TASK_STATUS, dispatched)):
             await producer.send_and_wait(settings.topic(topic), value, key=key)

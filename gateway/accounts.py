@@ -24,7 +24,7 @@ import os
 import time
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +58,11 @@ class App:
     """One appid: its secret, whitelist and optional URL token; `raw` keeps the whole table."""
 
     appid: str
-    secret: str
-    wxids: frozenset[str]
-    url_token: str | None
-    raw: Mapping[str, Any]
+    # Kept out of repr so that logging an App never writes a secret.
+    secret: str = field(repr=False)
+    wxids: frozenset[str] = frozenset()
+    url_token: str | None = field(default=None, repr=False)
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
     websocket: WebsocketOptions | None = None
 
 

@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,9 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-from aiokafka.admin import AIOKafkaAdminClient
-
+from tests import processes, services
 from wehub import kafka
 from wehub import settings as settings_module
 
@@ -41,13 +38,6 @@ BOTS = [f"wxid_bench_bot{index:02d}" for index in range(24)]
 STARTUP_TIMEOUT_S = 60.0
 TARGET_SHARE = 0.5
 TARGET_P99_MS = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
@@ -69,56 +59,12 @@ def uvicorn_server(
     target: str, env: dict[str, str], ready_path: str, factory: bool = False
 ) -> Iterator[Server]:
     """Start one uvicorn worker serving `target` on a free loopback port, and stop it afterwards."""
-    port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        target,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    if factory:
-        command.append("--factory")
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env)
+    port = processes.free_port()
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{target} exited with {process.returncode} before it was ready")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url + ready_path, timeout=5).status_code in (200, 405):
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{target} not ready within {STARTUP_TIMEOUT_S} s")
-            time.sleep(0.2)
+    command = processes.uvicorn_command(target, port, factory=factory)
+    with processes.server_process(command, url + ready_path, env=env, name=target, ready_statuses=(200, 405),
+                                  timeout_s=STARTUP_TIMEOUT_S) as process:
         yield Server(url, process.pid)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-async def _delete_topics(bootstrap: str, prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
-    await asyncio.wait_for(admin.start(), 30)
-    try:
-        names = [name for name in await admin.list_topics() if name.startswith(prefix + ".")]
-        if names:
-            await asyncio.wait_for(admin.delete_topics(names), 30)
-    finally:
-        await admin.close()
 
 
 def load(url: str, duration_s: float, connections: int, rate: float | None = None) -> dict[str, float]:
@@ -250,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                 with uvicorn_server(target, env, ready_path, factory) as server:
                     results[f"{name}_half"] = phase(server, duration_s, connections, half_rate)
         finally:
-            asyncio.run(_delete_topics(bootstrap, prefix))
+            asyncio.run(services.delete_topics_with_prefix(bootstrap, prefix))
 
     text = report(results, duration_s, connections, int(config.topic_partitions), arguments.rounds)
     arguments.output.write_text(text, encoding="utf-8")

@@ -19,8 +19,6 @@ import contextlib
 import hashlib
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from aiokafka.admin import AIOKafkaAdminClient
 
+from tests import processes, services
 from wehub import kafka
 from wehub import settings as settings_module
 from wehub.media_store import MediaStore
@@ -58,13 +56,6 @@ class Result:
     status: int
     stored_size: int
     sha256_matches: bool
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def rss_bytes(pid: int) -> int:
@@ -108,44 +99,12 @@ class RssSampler:
 @contextlib.contextmanager
 def gateway(env: dict[str, str]) -> Iterator[tuple[str, int]]:
     """Run the gateway as one uvicorn worker on a free loopback port; yields its URL and PID."""
-    port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "gateway.app:app_from_environment",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env)
+    port = processes.free_port()
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the gateway exited with {process.returncode} before it was ready")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url + "/healthz", timeout=5).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the gateway was not ready within {STARTUP_TIMEOUT_S} s")
-            time.sleep(0.2)
+    command = processes.uvicorn_command("gateway.app:app_from_environment", port, factory=True)
+    with processes.server_process(command, url + "/healthz", env=env, name="the gateway",
+                                  timeout_s=STARTUP_TIMEOUT_S) as process:
         yield url, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def generated_body(size_bytes: int, digest: hashlib._Hash) -> Iterator[bytes]:
@@ -239,14 +198,7 @@ def _remove_bucket(store: MediaStore) -> None:
 
 
 async def _delete_topics(settings: settings_module.Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers(settings), request_timeout_ms=30000)
-    await asyncio.wait_for(admin.start(), 30)
-    try:
-        names = [name for name in await admin.list_topics() if name.startswith(f"{settings.topic_prefix}.")]
-        if names:
-            await asyncio.wait_for(admin.delete_topics(names), 30)
-    finally:
-        await admin.close()
+    await services.delete_topics_with_prefix(kafka.bootstrap_servers(settings), str(settings.topic_prefix))
 
 
 def render(result: Result, limit_bytes: int, sample_ms: int) -> str:

@@ -44,7 +44,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from bench.gateway_throughput import _free_port
+from tests import processes
 from tests.services import delete_topics_with_prefix
 from wehub import kafka
 from wehub import settings as settings_module
@@ -82,33 +82,14 @@ def raise_fd_limit(needed: int) -> int:
 @contextlib.contextmanager
 def gateway(env: dict[str, str], port: int, ceiling: bool = False) -> Iterator[subprocess.Popen[bytes]]:
     """Start the gateway (with `ceiling`, the bare endpoint) on 127.0.0.1:`port` and wait until it responds."""
-    command = [sys.executable, "-m", "wehub.cli", "gateway", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1"]
+    command = processes.gateway_command(port)
     if ceiling:
-        command = [sys.executable, "-m", "uvicorn", "bench.ws_ceiling:app", "--host", "127.0.0.1", "--port",
-                   str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
+        command = processes.uvicorn_command("bench.ws_ceiling:app", port)
     # The bare endpoint has no /readyz: its 404 means it listens.
-    ready = {200, 404} if ceiling else {200}
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the gateway exited with {process.returncode} before it was ready")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code in ready:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the gateway was not ready within {STARTUP_TIMEOUT_S} s")
-            time.sleep(0.2)
+    ready = (200, 404) if ceiling else (200,)
+    with processes.server_process(command, f"http://127.0.0.1:{port}/readyz", env=env, name="the gateway",
+                                  ready_statuses=ready, timeout_s=STARTUP_TIMEOUT_S) as process:
         yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @dataclass
@@ -322,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     wxids = [f"wxid_ws_bench_{index:05d}" for index in range(arguments.bots)]
-    port = _free_port()
+    port = processes.free_port()
     with tempfile.TemporaryDirectory(prefix="wehub-bench-ws-") as work_dir:
         accounts = Path(work_dir) / "accounts.toml"
         accounts.write_text(

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,26 +13,17 @@ import httpx
 import orjson
 import pytest
 
+from tests import processes
 from tests.gateway.conftest import corpus_bodies, read_records, running_gateway
 from wehub.settings import Settings
 
 pytestmark = pytest.mark.services
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-STARTUP_TIMEOUT_S = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
 
 @contextlib.contextmanager
 def gateway_process(settings: Settings, name: str, log_path: Path) -> Iterator[str]:
     """`wehub gateway` in a subprocess on a free loopback port; yields its base URL."""
-    port = _free_port()
+    port = processes.free_port()
     env = {
         **os.environ,
         "WEHUB_ACCOUNTS": str(settings.accounts),
@@ -46,47 +33,10 @@ def gateway_process(settings: Settings, name: str, log_path: Path) -> Iterator[s
         "WEHUB_GATEWAY_NAME": name,
         "WEHUB_LOG_FORMAT": "json",
     }
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "wehub.cli",
-                "gateway",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"gateway {name} exited with {process.returncode}:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"gateway {name} not ready within {STARTUP_TIMEOUT_S} s:\n{log_path.read_text()}")
-            time.sleep(0.2)
+    with processes.server_process(processes.gateway_command(port), f"{url}/readyz", env=env, name=f"gateway {name}",
+                                  log_path=log_path):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 async def test_two_replicas_respond_like_one(

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ import httpx
 import pytest
 
 from schemas import topics
+from tests import processes
 from tests.tasks.conftest import ADMIN_TOKEN, read_topic, send_task
 from wehub.settings import Settings
 
@@ -25,36 +24,13 @@ TASK_COUNT = 1000
 STARTUP_WAIT_S = 60.0
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_until_serving(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_WAIT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"gateway exited with {process.returncode}:\n{log_path.read_text(errors='replace')[-3000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"gateway at {url} did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
-
-
 @pytest.fixture
 def two_gateways(task_settings: Settings, accounts_file: Path, tmp_path: Path) -> Iterator[list[str]]:
     """Base URLs of two `wehub gateway` processes sharing this test's topics."""
-    processes: list[tuple[subprocess.Popen[bytes], Path]] = []
-    urls = []
-    try:
+    with contextlib.ExitStack() as stack:
+        urls = []
         for index in range(2):
-            port = free_port()
-            log_path = tmp_path / f"gateway{index}.log"
+            port = processes.free_port()
             environment = {
                 **os.environ,
                 "WEHUB_KAFKA_BOOTSTRAP": str(task_settings.kafka_bootstrap),
@@ -62,32 +38,18 @@ def two_gateways(task_settings: Settings, accounts_file: Path, tmp_path: Path) -
                 "WEHUB_ACCOUNTS": str(accounts_file),
                 "WEHUB_ADMIN_TOKEN": ADMIN_TOKEN,
                 "WEHUB_TASK_MIN_INTERVAL_S": "0",
-                "WEHUB_HOST": "127.0.0.1",
-                "WEHUB_PORT": str(port),
-                "WEHUB_WORKERS": "1",
                 "WEHUB_DATA_DIR": str(tmp_path),
                 "WEHUB_LOCALE": "en",
                 "WEHUB_LOG_FORMAT": "text",
                 "WEHUB_LOG_LEVEL": "WARNING",
                 "WEHUB_GATEWAY_NAME": f"replica{index}",
             }
-            with log_path.open("wb") as log_file:
-                process = subprocess.Popen([sys.executable, "-m", "wehub.cli", "gateway"], env=environment,
-                                           stdout=log_file, stderr=subprocess.STDOUT)
-            processes.append((process, log_path))
-            urls.append(f"http://127.0.0.1:{port}")
-        for url, (process, log_path) in zip(urls, processes, strict=True):
-            wait_until_serving(url, process, log_path)
+            url = f"http://127.0.0.1:{port}"
+            stack.enter_context(processes.server_process(
+                processes.gateway_command(port), f"{url}/healthz", env=environment, name=f"gateway replica{index}",
+                log_path=tmp_path / f"gateway{index}.log", timeout_s=STARTUP_WAIT_S))
+            urls.append(url)
         yield urls
-    finally:
-        for process, _ in processes:
-            process.terminate()
-        for process, _ in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
 
 
 def test_round_robin_polls_get_each_task_once_in_order(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
 from gateway.app import create_app
+from tests import processes
 from wehub.settings import Settings
 
 ADMIN_TOKEN = "ws-test-admin-token"
@@ -25,11 +25,7 @@ STARTUP_TIMEOUT_S = 60.0
 FRAME_TIMEOUT_S = 10.0
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+free_port = processes.free_port
 
 
 def write_accounts(path: Path, sample_accounts: dict[str, Any], extra: str = "") -> Path:

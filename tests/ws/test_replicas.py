@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,11 +15,10 @@ import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection
 
+from tests import processes
 from tests.ws.conftest import (
     ADMIN_TOKEN,
     EXTRA_BOTS,
-    STARTUP_TIMEOUT_S,
-    free_port,
     http_login,
     logged_in_bot,
     send_task,
@@ -33,7 +29,6 @@ from wehub.settings import Settings
 
 pytestmark = pytest.mark.services
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TASKS_PER_BOT = 2
 # After the last expected push, how long to keep listening for a duplicate.
 QUIET_S = 2.0
@@ -53,30 +48,10 @@ def gateway_process(settings: Settings, name: str, port: int, log_path: Path) ->
         "WEHUB_TASK_MIN_INTERVAL_S": "0",
         "WEHUB_LOG_FORMAT": "json",
     }
-    command = [sys.executable, "-m", "wehub.cli", "gateway", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"gateway {name} exited with {process.returncode}:\n{log_path.read_text()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"gateway {name} not ready within {STARTUP_TIMEOUT_S} s:\n{log_path.read_text()}")
-            time.sleep(0.2)
+    with processes.server_process(processes.gateway_command(port), f"{url}/readyz", env=env, name=f"gateway {name}",
+                                  log_path=log_path):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @contextlib.asynccontextmanager
@@ -112,7 +87,7 @@ async def test_replicas_push_each_task_once(
 ) -> None:
     appid = sample_accounts["appid"]
     wxids = [*sample_accounts["wxids"], *EXTRA_BOTS]
-    ports = [free_port(), free_port()]
+    ports = [processes.free_port(), processes.free_port()]
     ws_urls = [f"ws://127.0.0.1:{port}/wehub/ws" for port in ports]
     extra = f"ws_urls = {orjson.dumps(ws_urls).decode()}\n"
     accounts = write_accounts(tmp_path / "replicas.toml", sample_accounts, extra)

@@ -15,6 +15,9 @@ from wehub.settings import Settings
 
 # A msg_timestamp below this is in seconds (some client builds), above it in milliseconds.
 _SECONDS_LIMIT = 100_000_000_000
+# msg_types whose row takes no field from raw_msg (text, image, voice, video, emoji, transfer,
+# system notice), so their raw_msg is stored but not parsed.
+_NO_RAW_MSG_FIELDS = frozenset({1, 3, 34, 43, 47, 4902, 10000})
 
 COLUMNS = (
     "appid", "bot_wxid", "dedup_key", "event_id", "received_at", "event_time", "msg_id", "msg_timestamp",
@@ -56,21 +59,37 @@ def msg_timestamp_ms(value: int | None) -> int | None:
     return value * 1000 if value < _SECONDS_LIMIT else value
 
 
+def needs_raw_msg(msg_type: int, msg: dict[str, Any]) -> bool:
+    """True when raw_msg may add a field to the row: the row skips parsing XML that adds nothing."""
+    if msg_type in _NO_RAW_MSG_FIELDS:
+        return False
+    if msg_type == 4903:
+        return not msg.get("file_name") or msg.get("file_size") is None
+    return True
+
+
 def message_row(record: dict[str, Any]) -> tuple[Any, ...]:
-    """Build the `messages` row (in COLUMNS order) of a ReportNewMsgEvent record."""
+    """Build the `messages` row (in COLUMNS order) of a ReportNewMsgEvent record.
+
+    Times are integer milliseconds, which clickhouse-connect writes to DateTime64(3) columns as
+    they are: a datetime per value would cost more than the rest of the row.
+    """
     msg: dict[str, Any] = record["data"]["msg"]
     msg_type = int(msg["msg_type"])
-    parsed = rawmsg.parse(msg_type, msg.get("raw_msg"))
-    sent_ms = msg_timestamp_ms(msg.get("msg_timestamp"))
+    raw_msg = msg.get("raw_msg")
+    parsed = rawmsg.parse(msg_type, raw_msg) if raw_msg and needs_raw_msg(msg_type, msg) else rawmsg.NO_FIELDS
     received_ms = int(record["received_at_ms"])
+    sent_ms = msg_timestamp_ms(msg.get("msg_timestamp"))
+    bot_wxid = record["bot_wxid"]
+    room_wxid = msg.get("room_wxid")
+    wxid_from = msg.get("wxid_from")
     file_size = msg.get("file_size")
     return (
-        record["appid"], record["bot_wxid"], dedup_key(msg, record["event_id"]), record["event_id"],
-        to_datetime(received_ms), to_datetime(sent_ms or received_ms), msg.get("msg_id") or "",
-        to_datetime(sent_ms) if sent_ms else None,
-        msg_type, direction(record["bot_wxid"], msg.get("wxid_from")), chat_kind(msg.get("room_wxid")),
-        msg.get("room_wxid") or "", msg.get("wxid_from") or "", msg.get("wxid_to") or "",
-        msg.get("msg") or "", list(msg.get("atUserList") or []),
+        record["appid"], bot_wxid, dedup_key(msg, record["event_id"]), record["event_id"],
+        received_ms, sent_ms or received_ms, msg.get("msg_id") or "", sent_ms,
+        msg_type, direction(bot_wxid, wxid_from), chat_kind(room_wxid),
+        room_wxid or "", wxid_from or "", msg.get("wxid_to") or "",
+        msg.get("msg") or "", msg.get("atUserList") or [],
         msg.get("file_index") or "", msg.get("file_name") or parsed.file_name,
         file_size if file_size is not None else parsed.file_size,
         msg.get("emoji_url") or "",
@@ -80,7 +99,7 @@ def message_row(record: dict[str, Any]) -> tuple[Any, ...]:
         parsed.card_wxid, parsed.card_nickname, parsed.card_alias,
         parsed.miniprogram_title, parsed.miniprogram_username, parsed.miniprogram_appid,
         parsed.miniprogram_pagepath,
-        msg.get("raw_msg") or "", parsed.error, msg.get("extra") or "",
+        raw_msg or "", parsed.error, msg.get("extra") or "",
         record["gateway"], record["transport"],
     )
 

@@ -36,6 +36,10 @@ class RawMsgFields:
     error: str = ""
 
 
+# The result for a raw_msg that adds nothing: shared, because most messages are plain text.
+NO_FIELDS = RawMsgFields()
+
+
 def parse_xml(raw_msg: str) -> Element | str:
     """Return the root element, or the reason it could not be parsed (a short code)."""
     if len(raw_msg) > MAX_PARSED_CHARS:
@@ -64,7 +68,7 @@ def parse(msg_type: int, raw_msg: str | None) -> RawMsgFields:
     Plain-text raw_msg (msg_type 10000, system notices) and empty raw_msg give empty fields.
     """
     if not raw_msg or msg_type == 10000 or not raw_msg.lstrip().startswith("<"):
-        return RawMsgFields()
+        return NO_FIELDS
     root = parse_xml(raw_msg)
     if isinstance(root, str):
         return RawMsgFields(error=root)
@@ -77,7 +81,7 @@ def parse(msg_type: int, raw_msg: str | None) -> RawMsgFields:
         )
     appmsg = root.find("appmsg") if root.tag != "appmsg" else root
     if appmsg is None:
-        return RawMsgFields()
+        return NO_FIELDS
     return _appmsg_fields(msg_type, appmsg)
 
 

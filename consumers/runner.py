@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -48,6 +49,7 @@ MAX_HOLD_WAITS = 10
 # While a batch is being inserted the consumer keeps polling its paused partitions, so it stays
 # within max_poll_interval_ms and keeps its partitions during a long ClickHouse outage.
 KEEPALIVE_POLL_MS = 500
+FULL_COLLECTION_INTERVAL_S = 60.0
 # The schema name of an Event made from a null value on a topic whose intake takes tombstones.
 TOMBSTONE = "tombstone"
 
@@ -69,9 +71,8 @@ class DeadLetterRateExceeded(RuntimeError):
     """More dead letters in a minute than dead_letter_max_per_minute allows."""
 
 
-@dataclass(frozen=True)
-class Event:
-    """A decoded, validated record with where it came from."""
+class Event(NamedTuple):
+    """A decoded, validated record with where it came from (a tuple: one is built per record)."""
 
     topic: str
     partition: int
@@ -153,6 +154,43 @@ def validate_envelope(record: dict[str, Any]) -> None:
             raise Poison("invalid_record", f"envelope field {name} is empty: expected a non-empty string")
 
 
+class _CollectorPause:
+    """Keeps Python's cyclic garbage collector off while any runner of the process works on a batch.
+
+    A batch holds hundreds of thousands of containers (decoded records, rows) until its insert.
+    With the collector on, each of them is traversed by several collections, which costs more
+    than building the rows: per report_new_msg, Avro decoding took 17 µs instead of 13 and the
+    row 6 µs instead of 2.3. Records and rows have no reference cycles, so reference counting
+    frees them. Cycles made meanwhile wait for the collector to be on again, or for a full
+    collection once it has been off for FULL_COLLECTION_INTERVAL_S.
+    """
+
+    def __init__(self) -> None:
+        self._holders = 0
+        self._disabled = False
+        self._disabled_at = 0.0
+
+    def hold(self) -> None:
+        if self._holders == 0 and gc.isenabled():
+            gc.disable()
+            self._disabled = True
+            self._disabled_at = time.monotonic()
+        self._holders += 1
+
+    def release(self) -> None:
+        self._holders -= 1
+        if self._holders == 0 and self._disabled:
+            gc.enable()
+            self._disabled = False
+        elif self._disabled and time.monotonic() - self._disabled_at >= FULL_COLLECTION_INTERVAL_S:
+            # Other runners keep the collector off under a steady load, so collect now and then.
+            gc.collect()
+            self._disabled_at = time.monotonic()
+
+
+_COLLECTOR = _CollectorPause()
+
+
 @dataclass
 class _DeadLetter:
     key: bytes | None
@@ -190,6 +228,7 @@ class Runner:
         self._held: dict[TopicPartition, collections.deque[tuple[int, int, Event | None]]] = {}
         self._seen_ms: dict[TopicPartition, int] = {}
         self._first_at: float | None = None
+        self._collector_held = False
         self._dead_times: collections.deque[float] = collections.deque()
         self._flush_lock = asyncio.Lock()
         self._stop = asyncio.Event()
@@ -238,6 +277,7 @@ class Runner:
                 await self._release(consumer)
             await self._flush(consumer, producer)
         finally:
+            self._end_batch()
             if opened and hasattr(self.processor, "close"):
                 await self.processor.close()
             await consumer.stop()
@@ -274,6 +314,9 @@ class Runner:
             self.first_record_at = time.perf_counter()
         if self._first_at is None:
             self._first_at = time.monotonic()
+        if not self._collector_held:
+            _COLLECTOR.hold()
+            self._collector_held = True
         action = self._topic_actions.get(message.topic, "")
         event: Event | None = None
         try:
@@ -386,7 +429,7 @@ class Runner:
         async with self._flush_lock:
             if not self._offsets:
                 if not self._held_count():
-                    self._first_at = None
+                    self._end_batch()
                 return
             await self._send_dead_letters(producer)
             events, offsets = self._pending, dict(self._offsets)
@@ -405,8 +448,16 @@ class Runner:
             self.inserted_events += len(events)
             log.debug("consumer %s flushed %d events", self.name, len(events))
             self._pending, self._offsets = [], {}
+            # Freed before the collector may run again, so that it does not traverse the batch.
+            del events
             if not self._held_count():
-                self._first_at = None
+                self._end_batch()
+
+    def _end_batch(self) -> None:
+        self._first_at = None
+        if self._collector_held:
+            self._collector_held = False
+            _COLLECTOR.release()
 
     async def _send_dead_letters(self, producer: Any) -> None:
         if not self._dead:

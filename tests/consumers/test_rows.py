@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from consumers import messages
 from consumers.messages import COLUMNS, chat_kind, dedup_key, direction, message_row
 
 BOT = "wxid_bot"
@@ -61,19 +59,21 @@ def test_redelivered_message_keeps_its_key() -> None:
 def test_event_time_is_msg_timestamp_when_sent() -> None:
     row = _row(msg_timestamp=1_764_800_104_183)
 
-    assert row["event_time"] == datetime.fromtimestamp(1_764_800_104.183, tz=UTC)
+    assert row["event_time"] == 1_764_800_104_183
+    assert row["msg_timestamp"] == 1_764_800_104_183
 
 
 def test_event_time_in_seconds_is_scaled() -> None:
     row = _row(msg_timestamp=1_764_800_104)
 
-    assert row["event_time"] == datetime.fromtimestamp(1_764_800_104, tz=UTC)
+    assert row["event_time"] == 1_764_800_104_000
 
 
 def test_event_time_falls_back_to_received_at() -> None:
     row = _row()
 
-    assert row["event_time"] == messages.to_datetime(RECEIVED_MS)
+    assert row["event_time"] == RECEIVED_MS
+    assert row["received_at"] == RECEIVED_MS
     assert row["msg_timestamp"] is None
 
 
@@ -111,3 +111,26 @@ def test_mentions_keep_their_order() -> None:
     row = _row(room_wxid="1@chatroom", atUserList=["wxid_a", "wxid_b"])
 
     assert row["atUserList"] == ["wxid_a", "wxid_b"]
+
+
+def test_image_raw_msg_is_stored_unparsed() -> None:
+    row = _row(msg_type=3, file_index="abc", raw_msg="<msg><img length=")
+
+    assert row["raw_msg"] == "<msg><img length="
+    assert row["raw_msg_error"] == ""
+
+
+def test_file_raw_msg_parsed_only_for_missing_fields() -> None:
+    raw = "<msg><appmsg><title>a.pdf</title><appattach><totallen>1234</totallen></appattach></appmsg></msg>"
+
+    complete = _row(msg_type=4903, file_name="b.pdf", file_size=99, raw_msg="<msg><appmsg>")
+    missing_size = _row(msg_type=4903, file_name="b.pdf", raw_msg=raw)
+
+    assert (complete["file_name"], complete["file_size"], complete["raw_msg_error"]) == ("b.pdf", 99, "")
+    assert (missing_size["file_name"], missing_size["file_size"]) == ("b.pdf", 1234)
+
+
+def test_card_with_invalid_raw_msg_records_error() -> None:
+    row = _row(msg_type=42, raw_msg="<msg username=")
+
+    assert row["raw_msg_error"] == "invalid_xml"

@@ -443,10 +443,13 @@ class Runner:
                     self._end_batch()
                 return
             await self._send_dead_letters(producer)
-            events, offsets = self._pending, dict(self._offsets)
+            # The next batch starts now: records read during the insert go to it.
+            events, offsets = self._pending, self._offsets
+            self._pending, self._offsets = [], {}
+            self._first_at = time.monotonic() if self._held_count() else None
             if events:
                 started = time.perf_counter()
-                await self._insert_keeping_alive(consumer, events)
+                await self._insert_reading_ahead(consumer, events)
                 log.debug("consumer %s inserted %d events in %.3f s", self.name, len(events),
                           time.perf_counter() - started)
             try:
@@ -458,10 +461,9 @@ class Runner:
                 self.processor.reset()
             self.inserted_events += len(events)
             log.debug("consumer %s flushed %d events", self.name, len(events))
-            self._pending, self._offsets = [], {}
             # Freed before the collector may run again, so that it does not traverse the batch.
             del events
-            if not self._held_count():
+            if not self._offsets and not self._held_count():
                 self._end_batch()
 
     def _end_batch(self) -> None:
@@ -490,20 +492,43 @@ class Runner:
         self._dead_times.extend([now] * len(self._dead))
         self._dead = []
 
-    async def _insert_keeping_alive(self, consumer: Any, events: list[Event]) -> None:
-        assigned = consumer.assignment()
-        consumer.pause(*assigned)
+    async def _insert_reading_ahead(self, consumer: Any, events: list[Event]) -> None:
+        """Insert `events` while reading the next batch, which also keeps the group membership.
+
+        Reading ahead overlaps the fetch and decoding of the next batch with the parts of the
+        insert that run without the GIL (ClickHouse itself). Once the next batch is full, the
+        partitions are paused and only polled, so a long ClickHouse outage does not cost the
+        partitions (max_poll_interval_ms) nor fill memory.
+        """
         task = asyncio.ensure_future(self._with_retries(lambda: self._insert(events), "inserting"))
+        paused: list[TopicPartition] = []
         try:
             while not task.done():
-                await asyncio.wait({task}, timeout=KEEPALIVE_POLL_MS / 1000)
-                if not task.done():
-                    await consumer.getmany(timeout_ms=0)
+                room = self._max_rows - len(self._pending) - self._held_count()
+                if room <= 0 or self._stop.is_set():
+                    if not paused:
+                        paused = list(consumer.assignment())
+                        consumer.pause(*paused)
+                    await asyncio.wait({task}, timeout=KEEPALIVE_POLL_MS / 1000)
+                    if not task.done():
+                        await consumer.getmany(timeout_ms=0)
+                    continue
+                fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=KEEPALIVE_POLL_MS, max_records=room))
+                await asyncio.wait({task, fetch}, return_when=asyncio.FIRST_COMPLETED)
+                if not fetch.done():
+                    # aiokafka hands records over only when getmany returns, so none are lost.
+                    fetch.cancel()
+                    await asyncio.gather(fetch, return_exceptions=True)
+                    continue
+                for partition, messages in fetch.result().items():
+                    for message in messages:
+                        self._take(partition, message)
             task.result()
         finally:
             if not task.done():
                 task.cancel()
-            consumer.resume(*[partition for partition in assigned if partition in consumer.assignment()])
+            if paused:
+                consumer.resume(*[partition for partition in paused if partition in consumer.assignment()])
 
     async def _insert(self, events: list[Event]) -> None:
         # NOTE: a batch that ClickHouse rejects for good (a non-retriable error) stops the consumer;

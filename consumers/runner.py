@@ -47,8 +47,8 @@ DEAD_LETTER_WINDOW_S = 60.0
 # An ordered consumer keeps events back until every partition it reads has caught up or passed
 # their gateway time, but never longer than this many batch waits.
 MAX_HOLD_WAITS = 10
-# While a batch is being inserted the consumer keeps polling its paused partitions, so it stays
-# within max_poll_interval_ms and keeps its partitions during a long ClickHouse outage.
+# While a batch is being inserted the consumer keeps polling (reading the next batch, then its
+# paused partitions), so it stays within max_poll_interval_ms during a long ClickHouse outage.
 KEEPALIVE_POLL_MS = 500
 FULL_COLLECTION_INTERVAL_S = 60.0
 # The schema name of an Event made from a null value on a topic whose intake takes tombstones.

@@ -34,7 +34,7 @@ def _serve(arguments: argparse.Namespace) -> int:
     # Workers rebuild the settings from the environment, so the command-line overrides go there.
     os.environ.update({"WEHUB_HOST": str(host), "WEHUB_PORT": str(port), "WEHUB_WORKERS": str(workers)})
     print(
-        f"wehub gateway: {len(apps)} appids, listening on http://{host}:{port}/wehub with {workers} workers",
+        f"wehub gateway: {len(apps)} appids, listening on http://{host}:{port}/wehub, uvicorn workers: {workers}",
         file=sys.stderr,
     )
     uvicorn.run(

@@ -30,6 +30,9 @@ from wehub.settings import Settings
 DEFAULT_DAYS = 7
 # Lines beyond this many rooms make a chart legend unreadable; the chart keeps the largest rooms.
 MAX_ROOMS_PLOTTED = 8
+# What chdb's error contains when another process holds the folder: older releases failed to start
+# the "EmbeddedServer", chdb 4.4 reports that it "Cannot lock file" (CANNOT_OPEN_FILE).
+EMBEDDED_IN_USE_SIGNS = ("EmbeddedServer", "Cannot lock file", "Another server instance")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 MESSAGES = Catalog({
@@ -174,12 +177,24 @@ def _dsn_for_messages(dsn: str) -> str:
     return f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
 
 
+def _embedded_in_use(error: BaseException) -> bool:
+    """Tell whether `error`, or an error it was raised from, says another process holds the chdb folder."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            return False
+        if any(sign in str(seen) for sign in EMBEDDED_IN_USE_SIGNS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _query(settings: Settings, locale: str, sql: str, parameters: dict[str, Any]) -> QueryResult:
     try:
         return run_query(settings, sql, parameters)
     except Exception as error:  # every driver failure becomes one message for the user
         dsn = settings.effective_clickhouse_dsn
-        if dsn.startswith("chdb://") and "EmbeddedServer" in str(error):
+        if dsn.startswith("chdb://") and _embedded_in_use(error):
             folder = dsn[len("chdb://"):]
             raise ReportError(MESSAGES.render("embedded_in_use", locale, path=folder)) from error
 

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 120.0
 CHILD_STOP_TIMEOUT_S = 40.0
 _POLL_S = 0.5
+LOG_TAIL_LINES = 40
 
 MESSAGES = Catalog({
     "starting_kafka": {"en": "starting Kafka on {address} ...", "zh-CN": "正在启动 Kafka（{address}）……"},
@@ -51,12 +52,12 @@ MESSAGES = Catalog({
     "accounts_invalid": {"en": "accounts file is invalid: {reason}", "zh-CN": "账号文件无效：{reason}"},
     "service_failed": {"en": "{what} failed to start: {reason}", "zh-CN": "{what} 启动失败：{reason}"},
     "child_exited": {
-        "en": "{what} exited with status {status}; stopping the pipeline (its log is above)",
-        "zh-CN": "{what} 已退出（状态 {status}），正在停止流水线（日志见上方）",
+        "en": "{what} exited with status {status}; stopping the pipeline (the end of its log {log} is above)",
+        "zh-CN": "{what} 已退出（状态 {status}），正在停止流水线（上方是其日志 {log} 的末尾）",
     },
     "not_ready": {
-        "en": "the gateway did not become ready within {seconds} s: check the log above",
-        "zh-CN": "网关在 {seconds} 秒内未就绪：请查看上方日志",
+        "en": "the gateway did not become ready within {seconds} s: the ends of the logs follow",
+        "zh-CN": "网关在 {seconds} 秒内未就绪：以下是各日志的末尾",
     },
     "ready": {
         "en": """
@@ -70,7 +71,9 @@ Data:
   MinIO           {s3} (bucket {bucket})
   ClickHouse      {clickhouse} (database {database})
   data folder     {data_dir}
-Query the analytics from another terminal:  wehub sql "SELECT msg_type, count() FROM messages GROUP BY msg_type"
+  logs            {logs}/gateway.log, {logs}/consumers.log
+Query the analytics from another terminal:
+  {wehub} sql "SELECT msg_type, count() FROM messages GROUP BY msg_type"
 Press Ctrl-C to stop.""",
         "zh-CN": """
 wehub 流水线已运行。请在 WeHub 后台填写：
@@ -83,7 +86,9 @@ Appid：{appids}
   MinIO           {s3}（存储桶 {bucket}）
   ClickHouse      {clickhouse}（数据库 {database}）
   数据目录        {data_dir}
-在另一个终端查询分析数据：  wehub sql "SELECT msg_type, count() FROM messages GROUP BY msg_type"
+  日志            {logs}/gateway.log、{logs}/consumers.log
+在另一个终端查询分析数据：
+  {wehub} sql "SELECT msg_type, count() FROM messages GROUP BY msg_type"
 按 Ctrl-C 停止。""",
     },
     "stopping": {"en": "stopping ...", "zh-CN": "正在停止……"},
@@ -99,10 +104,11 @@ def add_parser(subparsers: Any) -> None:
 
 @dataclass
 class Child:
-    """A pipeline process started by `wehub up`."""
+    """A pipeline process started by `wehub up`, writing its log to `log_path`."""
 
     what: str
     process: subprocess.Popen[bytes]
+    log_path: Path
 
 
 @dataclass
@@ -151,11 +157,29 @@ def child_environment(settings: Settings) -> dict[str, str]:
     return environment
 
 
-def _spawn(what: str, arguments: list[str], environment: dict[str, str]) -> Child:
-    # A new session keeps the terminal's Ctrl-C away from the children: `up` stops them in order.
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
-        [sys.executable, "-m", "wehub.cli", *arguments], env=environment, start_new_session=True)
-    return Child(what, process)
+def _spawn(what: str, arguments: list[str], environment: dict[str, str], log_dir: Path) -> Child:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{what}.log"
+    with log_path.open("ab") as log:
+        # A new session keeps the terminal's Ctrl-C away from the children: `up` stops them in order.
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
+            [sys.executable, "-m", "wehub.cli", *arguments], env=environment, start_new_session=True,
+            stdout=log, stderr=subprocess.STDOUT)
+    return Child(what, process, log_path)
+
+
+def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _wehub_command() -> str:
+    """The `wehub` to type in another terminal: the one beside this interpreter when it exists."""
+    beside = Path(sys.executable).parent / "wehub"
+    return str(beside) if beside.exists() else "wehub"
 
 
 def _wait_ready(settings: Settings, pipeline: Pipeline) -> bool:
@@ -170,6 +194,12 @@ def _wait_ready(settings: Settings, pipeline: Pipeline) -> bool:
         time.sleep(_POLL_S)
     _say(settings, "not_ready", seconds=int(READY_TIMEOUT_S))
     return False
+
+
+def _print_failed_logs(pipeline: Pipeline) -> None:
+    for child in pipeline.children:
+        print(f"--- {child.log_path} (last {LOG_TAIL_LINES} lines)", file=sys.stderr)
+        print(_log_tail(child.log_path), file=sys.stderr)
 
 
 def _exited_child(pipeline: Pipeline) -> Child | None:
@@ -243,20 +273,24 @@ def run(settings: Settings) -> int:
             settings = _start_services(settings, pipeline)
             asyncio.run(kafka.ensure_topics(settings, kafka.pipeline_topics(settings)))
             environment = child_environment(settings)
-            pipeline.children.append(_spawn("consumers", ["consume", "all"], environment))
-            pipeline.children.append(_spawn("gateway", ["gateway"], environment))
+            log_dir = settings.data_path / "logs"
+            pipeline.children.append(_spawn("consumers", ["consume", "all"], environment, log_dir))
+            pipeline.children.append(_spawn("gateway", ["gateway"], environment, log_dir))
             if not _wait_ready(settings, pipeline):
+                _print_failed_logs(pipeline)
                 status = 1
             else:
                 _say(settings, "ready", **_urls(settings, sorted(apps)),
                      kafka=kafka.bootstrap_servers(settings), prefix=settings.topic_prefix,
                      s3=settings.s3_endpoint, bucket=settings.media_bucket,
                      clickhouse=settings.effective_clickhouse_dsn, database=settings.clickhouse_database,
-                     data_dir=settings.data_path)
+                     data_dir=settings.data_path, logs=log_dir, wehub=_wehub_command())
                 while not received:
                     failed = _exited_child(pipeline)
                     if failed is not None:
-                        _say(settings, "child_exited", what=failed.what, status=failed.process.returncode)
+                        print(_log_tail(failed.log_path), file=sys.stderr)
+                        _say(settings, "child_exited", what=failed.what, status=failed.process.returncode,
+                             log=failed.log_path)
                         status = 1
                         break
                     time.sleep(_POLL_S)

@@ -85,8 +85,12 @@ class Pipeline:
         return self.process.returncode
 
     def log_tail(self, lines: int = 60) -> str:
-        text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+        """The end of `wehub up`'s output and of each child's log in the data folder."""
+        parts = []
+        for path in [self.log_path, *sorted((self.settings.data_path / "logs").glob("*.log"))]:
+            text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+            parts.append(f"--- {path}\n" + "\n".join(text.splitlines()[-lines:]))
+        return "\n".join(parts)
 
     def wehub(self, *arguments: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

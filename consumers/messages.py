@@ -72,7 +72,7 @@ def message_row(record: dict[str, Any]) -> tuple[Any, ...]:
     """Build the `messages` row (in COLUMNS order) of a ReportNewMsgEvent record.
 
     Times are integer milliseconds, which clickhouse-connect writes to DateTime64(3) columns as
-    they are: a datetime per value would cost more than the rest of the row.
+    they are. A datetime per value would cost more than the rest of the row.
     """
     msg: dict[str, Any] = record["data"]["msg"]
     msg_type = int(msg["msg_type"])

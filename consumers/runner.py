@@ -64,7 +64,7 @@ class Poison(ValueError):
         self.reason = reason
 
 
-# Failures of ClickHouse, Kafka and MinIO; each says whether the same batch may succeed later.
+# Failures of ClickHouse, Kafka and MinIO. Their `retriable` is True when the same batch may succeed later.
 RETRIABLE_ERRORS = (StoreError, kafka.PipelineKafkaError, MediaStoreError)
 
 
@@ -89,7 +89,7 @@ class Event(NamedTuple):
 
 @dataclass(frozen=True)
 class Intake:
-    """What a processor takes from one topic; anything else on it goes to the dead-letter topic."""
+    """The schemas a processor takes from one topic. Anything else on it goes to the dead-letter topic."""
 
     schemas: frozenset[str]
     # Gateway events carry the envelope (event_id, appid, bot_wxid, received_at) that the runner

@@ -18,6 +18,7 @@ from consumers.clickhouse import StoreError
 from consumers.runner import RETRIABLE_ERRORS, DeadLetterRateExceeded, Runner
 from wehub import kafka
 from wehub.i18n import Catalog
+from wehub.report import EMBEDDED_IN_USE_SIGNS, display_width
 from wehub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,14 @@ MESSAGES = Catalog({
     "query_failed": {
         "en": "query failed: {reason}",
         "zh-CN": "查询失败：{reason}",
+    },
+    "embedded_in_use": {
+        "en": "the embedded ClickHouse in {path} is open in another process, most likely a running "
+              "`wehub consume` or `wehub up`, and this command found no query endpoint of that process to "
+              "reach: restart it without --no-query-endpoint, or stop it, then run the query again",
+        "zh-CN": "内嵌 ClickHouse 目录 {path} 已被另一个进程打开（多半是正在运行的 `wehub consume` 或 "
+                 "`wehub up`），且本命令找不到该进程可连接的查询端点：请不带 --no-query-endpoint 重新启动它，"
+                 "或先停止它，再运行查询",
     },
     "rows": {
         "en": "({count} rows)",
@@ -120,7 +129,7 @@ def format_result(result: query.QueryResult, output: str, locale: str = "en") ->
     """Render a result as an aligned text table, CSV or a JSON array of objects."""
     if output == "json":
         objects = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
-        return orjson.dumps(objects, default=str, option=orjson.OPT_INDENT_2).decode()
+        return orjson.dumps(objects, default=str, option=orjson.OPT_INDENT_2 | query.JSON_OPTIONS).decode()
     if output == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -128,12 +137,28 @@ def format_result(result: query.QueryResult, output: str, locale: str = "en") ->
         writer.writerows(result.rows)
         return buffer.getvalue().rstrip("\n")
     cells = [[str(value) for value in row] for row in result.rows]
-    widths = [max([len(name), *(len(row[index]) for row in cells)]) for index, name in enumerate(result.columns)]
-    lines = [" | ".join(name.ljust(width) for name, width in zip(result.columns, widths, strict=True)),
-             "-+-".join("-" * width for width in widths)]
-    lines += [" | ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)) for row in cells]
+    widths = [max([display_width(name), *(display_width(row[index]) for row in cells)])
+              for index, name in enumerate(result.columns)]
+
+    def line(values: list[str]) -> str:
+        padded = (value + " " * (width - display_width(value)) for value, width in zip(values, widths, strict=True))
+        return " | ".join(padded)
+
+    lines = [line(result.columns), "-+-".join("-" * width for width in widths), *(line(row) for row in cells)]
     lines.append(MESSAGES.render("rows", locale, count=len(cells)))
     return "\n".join(lines)
+
+
+def _embedded_in_use(error: BaseException) -> bool:
+    """Tell whether `error`, or an error it was raised from, reports that another process has the chdb folder open."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            return False
+        if any(sign in str(seen) for sign in EMBEDDED_IN_USE_SIGNS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _sql(arguments: argparse.Namespace) -> int:
@@ -141,6 +166,10 @@ def _sql(arguments: argparse.Namespace) -> int:
     try:
         result = query.run_query(settings, arguments.query)
     except (query.QueryError, StoreError) as error:
+        dsn = settings.effective_clickhouse_dsn
+        if clickhouse.is_embedded(dsn) and isinstance(error, StoreError) and _embedded_in_use(error):
+            print(MESSAGES.render("embedded_in_use", settings.locale, path=dsn[len("chdb://"):]), file=sys.stderr)
+            return 1
         print(MESSAGES.render("query_failed", settings.locale, reason=error), file=sys.stderr)
         return 1
     finally:

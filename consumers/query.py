@@ -40,6 +40,19 @@ QUERY_TIMEOUT_S = 300.0
 # readonly=2 rejects writes and DDL but lets the client send its own query settings.
 _READONLY = {"readonly": 2}
 _READ_STATEMENT = re.compile(r"^\s*(\(\s*)*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXISTS|EXPLAIN)\b", re.IGNORECASE)
+# Statements that change data, schema, grants or the session, which the endpoint rejects itself.
+# Any other text goes to ClickHouse under readonly=2, so a typo such as `SELEC 1` gets ClickHouse's
+# syntax error, and readonly=2 still rejects a write statement that this list misses.
+_WRITE_STATEMENT = re.compile(
+    r"^\s*(ALTER|ATTACH|BACKUP|CREATE|DELETE|DETACH|DROP|EXCHANGE|GRANT|INSERT|KILL|MOVE|OPTIMIZE|RENAME|"
+    r"REPLACE|RESTORE|REVOKE|SET|SYSTEM|TRUNCATE|UNDROP|UPDATE|USE)\b",
+    re.IGNORECASE,
+)
+# The chdb backend of clickhouse-connect sends query settings as a SETTINGS clause appended to the
+# SQL text, and ClickHouse echoes that text in its errors.
+_READONLY_CLAUSE = re.compile(r"\s*SETTINGS readonly = '?2'?")
+# Naive DateTime values are UTC: the analytics tables declare their DateTime columns 'UTC'.
+JSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
 
 
 class QueryError(RuntimeError):
@@ -91,7 +104,7 @@ def _run_local(settings: Settings, sql: str, readonly: bool, parameters: dict[st
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
+    text = _READONLY_CLAUSE.sub("", str(error)).strip().splitlines()
     return text[0][:300] if text else type(error).__name__
 
 
@@ -162,7 +175,7 @@ def make_app(settings: Settings, token: str) -> Starlette:
                             media_type="application/json")
         sql, parameters = request_body
         sql = sql.strip().rstrip(";")
-        if not _READ_STATEMENT.match(sql) or ";" in sql:
+        if ";" in sql or (not _READ_STATEMENT.match(sql) and _WRITE_STATEMENT.match(sql)):
             return Response(orjson.dumps({"error": "only one read query (SELECT, WITH, SHOW, DESCRIBE, EXISTS, "
                                                    "EXPLAIN) is served while the pipeline runs"}), 403,
                             media_type="application/json")
@@ -170,7 +183,8 @@ def make_app(settings: Settings, token: str) -> Starlette:
             result = await asyncio.to_thread(_run_local, settings, sql, True, parameters)
         except (QueryError, StoreError) as error:
             return Response(orjson.dumps({"error": str(error)}), 400, media_type="application/json")
-        payload = orjson.dumps({"columns": result.columns, "rows": result.rows}, default=_json_default)
+        payload = orjson.dumps({"columns": result.columns, "rows": result.rows}, default=_json_default,
+                               option=JSON_OPTIONS)
         return Response(payload, media_type="application/json")
 
     return Starlette(routes=[Route("/query", query, methods=["POST"])])

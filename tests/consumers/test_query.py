@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
+from consumers import cli as cli_module
 from consumers.cli import format_result
 from consumers.query import QueryError, QueryResult, make_app, run_query
+from wehub import settings as settings_module
 from wehub.settings import Settings
 
 TOKEN = "test-token-0123456789"
+# Opens the embedded ClickHouse in argv[1] without a query endpoint, as `wehub consume
+# --no-query-endpoint` does, and holds it until killed (at most a minute).
+HOLD_FOLDER = """
+import sys, time
+import clickhouse_connect
+clickhouse_connect.get_client(dsn="chdb://" + sys.argv[1]).query("SELECT 1")
+print("open", flush=True)
+time.sleep(60)
+"""
 
 
 @pytest.fixture
@@ -121,3 +138,83 @@ async def test_endpoint_rejects_parameters_that_are_not_an_object(client: httpx.
 
     assert response.status_code == 400
     assert "parameters" in response.json()["error"]
+
+
+def test_format_result_table_aligns_wide_characters() -> None:
+    result = QueryResult(["room_name", "n"], [["入群🙏", 1], ["abc", 22]])
+
+    table = format_result(result, "table").splitlines()
+
+    assert table[0] == "room_name | n "
+    assert table[2] == "入群🙏    | 1 "
+    assert table[3] == "abc       | 22"
+
+
+def test_format_result_json_marks_datetimes_as_utc() -> None:
+    naive = dt.datetime(2026, 12, 4, 20, 42, 46, 546000)
+    aware = dt.datetime(2026, 12, 4, 20, 42, 46, tzinfo=dt.UTC)
+    result = QueryResult(["naive", "aware", "day"], [[naive, aware, dt.date(2026, 12, 4)]])
+
+    objects = orjson.loads(format_result(result, "json"))
+
+    assert objects[0]["naive"] == "2026-12-04T20:42:46.546000Z"
+    assert objects[0]["aware"] == "2026-12-04T20:42:46Z"
+    assert objects[0]["day"] == "2026-12-04"
+
+
+async def test_endpoint_returns_datetimes_as_utc(client: httpx.AsyncClient) -> None:
+    sql = "SELECT toDateTime64('2026-12-04 20:42:46.546', 3, 'UTC') AS t"
+
+    response = await client.post("/query", json={"sql": sql}, headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert response.status_code == 200
+    assert response.json()["rows"] == [["2026-12-04T20:42:46.546000Z"]]
+
+
+async def test_endpoint_passes_syntax_error_of_clickhouse(client: httpx.AsyncClient) -> None:
+    response = await client.post("/query", json={"sql": "SELEC 1"}, headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert response.status_code == 400
+    assert "Syntax error" in response.json()["error"]
+    assert "only one read query" not in response.json()["error"]
+
+
+async def test_endpoint_hides_readonly_setting_in_errors(client: httpx.AsyncClient) -> None:
+    response = await client.post("/query", json={"sql": "SELECT * FROM nosuch"},
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert response.status_code == 400
+    assert "nosuch" in response.json()["error"]
+    assert "readonly" not in response.json()["error"]
+
+
+async def test_endpoint_rejects_write_statements(client: httpx.AsyncClient) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+
+    for sql in ("INSERT INTO t VALUES (1)", "create table t (x UInt8) ENGINE = Memory", "SET readonly = 0",
+                "SYSTEM DROP DNS CACHE", "SELECT 1; SELECT 2"):
+        response = await client.post("/query", json={"sql": sql}, headers=headers)
+
+        assert response.status_code == 403, sql
+        assert "only one read query" in response.json()["error"], sql
+
+
+def test_sql_names_other_process_holding_embedded_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "clickhouse"
+    settings = settings_module.load({"WEHUB_CLICKHOUSE_DSN": f"chdb://{folder}", "WEHUB_LOCALE": "en",
+                                     "WEHUB_DATA_DIR": str(tmp_path / "data")})
+    with subprocess.Popen([sys.executable, "-c", HOLD_FOLDER, str(folder)], stdout=subprocess.PIPE,
+                          text=True) as holder:
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "open"
+
+            status = cli_module._sql(argparse.Namespace(settings=settings, query="SELECT 1", format="table"))
+        finally:
+            holder.kill()
+
+    stderr = capsys.readouterr().err
+    assert status == 1
+    assert "is open in another process" in stderr
+    assert str(folder) in stderr
+    assert "code 36" not in stderr

@@ -47,6 +47,9 @@ def local_services() -> Iterator[None]:
 
 def collect(header: str) -> str:
     parts = [header]
+    targets = BENCH_DIR / "targets.md"
+    if targets.exists():
+        parts.append(targets.read_text(encoding="utf-8").strip())
     for _, results in BENCHMARKS:
         path = BENCH_DIR / results
         if path.exists():

@@ -1,14 +1,16 @@
 """Versioned DDL of the analytics tables, applied when a consumer starts.
 
 Each file `migrations/NNN_name.sql` is applied once per database and recorded in
-`schema_migrations`. Every statement is `CREATE ... IF NOT EXISTS`, so several consumers
-starting at once may apply the same file together without harm.
+`schema_migrations`. The consumers of one process (`wehub consume all`) apply them one after
+another, so only the first applies and logs each file. Every statement is `CREATE ... IF NOT
+EXISTS`, so several processes starting at once may apply the same file together without harm.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from importlib import resources
 
@@ -20,6 +22,7 @@ from consumers.clickhouse import check_identifier, translate
 log = logging.getLogger(__name__)
 
 _FILE_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+_APPLY_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,11 @@ def apply(client: Client, database: str) -> list[int]:
     Raises StoreError when ClickHouse fails (retriable when it is unreachable).
     """
     check_identifier(database)
+    with _APPLY_LOCK:
+        return _apply(client, database)
+
+
+def _apply(client: Client, database: str) -> list[int]:
     try:
         client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
         client.command(

@@ -45,7 +45,27 @@ MESSAGES = Catalog({
               "zh-CN": "没有写入任何任务：{detail}；请检查 WEHUB_KAFKA_BOOTSTRAP 后重试"},
     "missing_options": {"en": "give --json FILE, or --bot and --type (with --to/--text or --dict)",
                         "zh-CN": "请提供 --json 文件，或 --bot 和 --type（以及 --to/--text 或 --dict）"},
+    "missing_flags": {"en": "missing {flags}: task_type 1 sends the --text messages to the chat or room given by "
+                            "--to WXID (or give the whole task_dict with --dict)",
+                      "zh-CN": "缺少 {flags}：task_type 1 将 --text 消息发送到 --to WXID 指定的会话或群"
+                               "（也可以用 --dict 给出完整的 task_dict）"},
 })
+
+
+class MissingFlags(ValueError):
+    """Options of `wehub task send` that the requested task needs but were not given."""
+
+    def __init__(self, flags: list[str]) -> None:
+        super().__init__(", ".join(flags))
+        self.flags = flags
+
+    def render(self, locale: str) -> str:
+        named = ", ".join(f"{flag} ({_FLAG_FIELDS[flag]})" for flag in self.flags)
+        return MESSAGES.render("missing_flags", locale, flags=named)
+
+
+# The task_dict field that each option of a task_type 1 task fills.
+_FLAG_FIELDS = {"--to": "task_dict.wxid_to", "--text": "task_dict.msg_list"}
 
 
 def add_parser(subparsers: Any) -> None:
@@ -84,10 +104,12 @@ def _documents(arguments: argparse.Namespace) -> list[Any]:
     if arguments.task_dict is not None:
         task_dict = orjson.loads(arguments.task_dict)
     elif arguments.task_type == 1:
+        missing = [flag for flag, given in (("--to", arguments.to is not None), ("--text", bool(arguments.text)))
+                   if not given]
+        if missing:
+            raise MissingFlags(missing)
         task_dict = {"wxid_to": arguments.to, "at_list": arguments.at, "at_style": arguments.at_style,
                      "msg_list": [{"msg_type": 1, "msg": text} for text in arguments.text]}
-        if arguments.to is None:
-            del task_dict["wxid_to"]
     else:
         task_dict = {}
     task: dict[str, Any] = {"bot_wxid": arguments.bot, "task_type": arguments.task_type, "task_dict": task_dict}
@@ -121,7 +143,9 @@ async def send_tasks(arguments: argparse.Namespace) -> int:
     try:
         documents = _documents(arguments)
     except ValueError as error:
-        if str(error) == "missing_options":
+        if isinstance(error, MissingFlags):
+            print(error.render(locale), file=sys.stderr)
+        elif str(error) == "missing_options":
             print(MESSAGES.render("missing_options", locale), file=sys.stderr)
         else:
             print(MESSAGES.render("unreadable", locale, path=arguments.json or "--dict", detail=error), file=sys.stderr)

@@ -51,9 +51,10 @@ MESSAGES = Catalog({
                  "请在 --upload-url 中加上 ?appid=...&wxid=...",
     },
     "unreachable": {
-        "en": "cannot reach {url}: {error}. Is the gateway running? "
-              "Start it with `wehub gateway` or check the URL.",
-        "zh-CN": "无法连接 {url}：{error}。网关是否在运行？请用 `wehub gateway` 启动，或检查地址。",
+        "en": "cannot reach {url}: {error}. Is the gateway running? Start the pipeline with `wehub up` "
+              "(or `make up`), or the gateway alone with `wehub gateway`, or check the URL.",
+        "zh-CN": "无法连接 {url}：{error}。网关是否在运行？请用 `wehub up`（或 `make up`）启动整条流水线，"
+                 "或用 `wehub gateway` 只启动网关，或检查地址。",
     },
     "progress": {
         "en": "{done}/{total} sent, {refused} refused, {errors} transport errors",
@@ -122,6 +123,11 @@ MESSAGES = Catalog({
     "summary_transport": {
         "en": "transport errors: {count}",
         "zh-CN": "传输错误：{count}",
+    },
+    "summary_transport_stopped": {
+        "en": "transport errors: {count} among the lines sent, and a failed connection that stopped the replay "
+              "(the gateway is unreachable)",
+        "zh-CN": "传输错误：已发送的行中 {count} 个，另有一次连接失败使回放停止（无法连接网关）",
     },
     "summary_transport_row": {
         "en": "  {error}: {count}",
@@ -596,7 +602,8 @@ def render_summary(summary: Summary, locale: str) -> str:
         lines = ", ".join(map(str, summary.raw_server_error_lines))
         out.append(message("summary_raw_server_error", lines=lines))
 
-    out.append(message("summary_transport", count=sum(summary.transport_errors.values())))
+    transport_code = "summary_transport_stopped" if summary.unreachable else "summary_transport"
+    out.append(message(transport_code, count=sum(summary.transport_errors.values())))
     for error, count in sorted(summary.transport_errors.items()):
         out.append(message("summary_transport_row", error=error, count=count))
     return "\n".join(out)

@@ -300,6 +300,21 @@ def test_unreachable_url_is_reported_and_stops_the_replay(tmp_path, capsys):
     assert "wehub gateway" in err
 
 
+def test_unreachable_gateway_summary_counts_stop(tmp_path, capsys):
+    url = f"http://127.0.0.1:{free_loopback_port()}/wehub"
+    corpus = write_corpus(tmp_path / "corpus.jsonl", interleaved_bots(["bot_a"], per_bot=3))
+
+    status = cli.main(["replay", str(corpus), "--url", url])
+
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert "not sent: 3" in out
+    assert "transport errors: 0 among the lines sent, and a failed connection that stopped the replay" in out
+    assert "\ntransport errors: 0\n" not in out + "\n"
+    assert "`wehub up`" in err
+    assert err.index("wehub up") < err.index("wehub gateway")
+
+
 def test_response_slower_than_timeout_is_transport_error(server, tmp_path, capsys):
     url, _ = server
     lines = [http_line("bot_a", SLOW_ACTION, 0), http_line("bot_a", "report_new_msg", 1)]

@@ -218,3 +218,16 @@ def test_sql_names_other_process_holding_embedded_folder(tmp_path: Path, capsys:
     assert "is open in another process" in stderr
     assert str(folder) in stderr
     assert "code 36" not in stderr
+
+
+async def test_endpoint_readonly_rejects_hidden_write(client: httpx.AsyncClient, query_settings: Settings) -> None:
+    database = query_settings.clickhouse_database
+    run_query(query_settings, f"CREATE TABLE IF NOT EXISTS {database}.kept (x UInt8) ENGINE = Memory")
+
+    response = await client.post("/query", json={"sql": f"/* comment */ DROP TABLE {database}.kept"},
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert response.status_code == 400
+    assert "readonly" in response.json()["error"]
+    remaining = run_query(query_settings, f"EXISTS TABLE {database}.kept")
+    assert remaining.rows == [[1]]

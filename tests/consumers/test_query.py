@@ -24,8 +24,9 @@ TOKEN = "test-token-0123456789"
 # --no-query-endpoint` does, and holds it until killed (at most a minute).
 HOLD_FOLDER = """
 import sys, time
-import clickhouse_connect
-clickhouse_connect.get_client(dsn="chdb://" + sys.argv[1]).query("SELECT 1")
+from consumers import clickhouse
+from wehub import settings
+clickhouse.make_client(settings.load({"WEHUB_CLICKHOUSE_DSN": "chdb://" + sys.argv[1]})).query("SELECT 1")
 print("open", flush=True)
 time.sleep(60)
 """

@@ -177,7 +177,7 @@ def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def _wehub_command() -> str:
-    """The `wehub` to type in another terminal: the one beside this interpreter when it exists."""
+    """Return the `wehub` command to type in another terminal: the one beside this interpreter, if any."""
     beside = Path(sys.executable).parent / "wehub"
     return str(beside) if beside.exists() else "wehub"
 

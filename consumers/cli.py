@@ -18,8 +18,8 @@ from consumers.clickhouse import StoreError
 from consumers.runner import RETRIABLE_ERRORS, DeadLetterRateExceeded, Runner
 from wehub import kafka
 from wehub.i18n import Catalog
-from wehub.report import EMBEDDED_IN_USE_SIGNS, display_width
 from wehub.settings import Settings
+from wehub.text import display_width
 
 log = logging.getLogger(__name__)
 
@@ -149,25 +149,13 @@ def format_result(result: query.QueryResult, output: str, locale: str = "en") ->
     return "\n".join(lines)
 
 
-def _embedded_in_use(error: BaseException) -> bool:
-    """Tell whether `error`, or an error it was raised from, reports that another process has the chdb folder open."""
-    seen: BaseException | None = error
-    for _ in range(10):
-        if seen is None:
-            return False
-        if any(sign in str(seen) for sign in EMBEDDED_IN_USE_SIGNS):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 def _sql(arguments: argparse.Namespace) -> int:
     settings: Settings = arguments.settings
     try:
         result = query.run_query(settings, arguments.query)
     except (query.QueryError, StoreError) as error:
         dsn = settings.effective_clickhouse_dsn
-        if clickhouse.is_embedded(dsn) and isinstance(error, StoreError) and _embedded_in_use(error):
+        if clickhouse.is_embedded(dsn) and isinstance(error, StoreError) and clickhouse.embedded_in_use(error):
             print(MESSAGES.render("embedded_in_use", settings.locale, path=dsn[len("chdb://"):]), file=sys.stderr)
             return 1
         print(MESSAGES.render("query_failed", settings.locale, reason=error), file=sys.stderr)

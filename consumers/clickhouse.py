@@ -142,3 +142,20 @@ def close_embedded() -> None:
             except Exception:
                 log.debug("closing an embedded ClickHouse client failed", exc_info=True)
         _CHDB_CLIENTS.clear()
+
+
+# Text of chdb's error when another process holds the folder: older releases failed to start the
+# "EmbeddedServer", chdb 4.4 "Cannot lock file" (CANNOT_OPEN_FILE) because "Another server instance" runs.
+EMBEDDED_IN_USE_SIGNS = ("EmbeddedServer", "Cannot lock file", "Another server instance")
+
+
+def embedded_in_use(error: BaseException) -> bool:
+    """Tell whether `error`, or an error it was raised from, reports that another process holds the chdb folder."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            return False
+        if any(sign in str(seen) for sign in EMBEDDED_IN_USE_SIGNS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

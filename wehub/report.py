@@ -14,7 +14,6 @@ import importlib
 import inspect
 import re
 import sys
-import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,15 +23,14 @@ from urllib.parse import urlsplit
 
 import clickhouse_connect
 
+from consumers.clickhouse import embedded_in_use
 from wehub.i18n import Catalog
 from wehub.settings import Settings
+from wehub.text import display_width
 
 DEFAULT_DAYS = 7
 # Lines beyond this many rooms make a chart legend unreadable; the chart keeps the largest rooms.
 MAX_ROOMS_PLOTTED = 8
-# What chdb's error contains when another process holds the folder: older releases failed to start
-# the "EmbeddedServer", chdb 4.4 reports that it "Cannot lock file" (CANNOT_OPEN_FILE).
-EMBEDDED_IN_USE_SIGNS = ("EmbeddedServer", "Cannot lock file", "Another server instance")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 MESSAGES = Catalog({
@@ -177,24 +175,12 @@ def _dsn_for_messages(dsn: str) -> str:
     return f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
 
 
-def _embedded_in_use(error: BaseException) -> bool:
-    """Tell whether `error`, or an error it was raised from, says another process holds the chdb folder."""
-    seen: BaseException | None = error
-    for _ in range(10):
-        if seen is None:
-            return False
-        if any(sign in str(seen) for sign in EMBEDDED_IN_USE_SIGNS):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 def _query(settings: Settings, locale: str, sql: str, parameters: dict[str, Any]) -> QueryResult:
     try:
         return run_query(settings, sql, parameters)
     except Exception as error:  # every driver failure becomes one message for the user
         dsn = settings.effective_clickhouse_dsn
-        if dsn.startswith("chdb://") and _embedded_in_use(error):
+        if dsn.startswith("chdb://") and embedded_in_use(error):
             folder = dsn[len("chdb://"):]
             raise ReportError(MESSAGES.render("embedded_in_use", locale, path=folder)) from error
 
@@ -273,25 +259,6 @@ def query_activity(settings: Settings, locale: str, bot: str, days: int) -> list
 # --- terminal tables ----------------------------------------------------------------------------
 
 
-ZERO_WIDTH_JOINER = "\u200d"
-
-
-def display_width(text: str) -> int:
-    """Count the terminal columns of `text`: wide (CJK, emoji) characters take two, marks take none.
-
-    A character joined to the previous one by U+200D (as in family emoji) draws inside it.
-    """
-    width = 0
-    joined = False
-    for char in text:
-        if char == ZERO_WIDTH_JOINER:
-            joined = True
-            continue
-        if joined or unicodedata.category(char) in ("Mn", "Me", "Cf"):
-            joined = False
-            continue
-        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
-    return width
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[bool]) -> str:

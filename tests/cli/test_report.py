@@ -14,7 +14,8 @@ import pytest
 from consumers import migrate
 from tests import services
 from wehub import cli
-from wehub.report import display_width, format_table
+from wehub.report import format_table
+from wehub.text import display_width
 
 APPID = "wh_report_app"
 BOT = "wxid_bot_one"

@@ -93,13 +93,14 @@ def _write_config(service_dir: Path, port: int) -> Path:
     return config
 
 
-def _format_storage(libs: Path, service_dir: Path, config: Path) -> None:
+def _format_storage(libs: Path, service_dir: Path, config: Path, cluster_id: str | None = None) -> None:
     if (service_dir / "data" / "meta.properties").exists():
         return
     # Kafka cluster ids are 16 random bytes in URL-safe base64 without padding.
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    cluster_id = cluster_id or base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
     command = [_java(), "-cp", f"{libs}/*", f"-Dlog4j2.configurationFile={_RESOURCES / 'log4j2.yaml'}",
-               "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)]
+               # One argument with "=": an id can start with "-", which the parser would take for an option.
+               "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config)]
     log.info("formatting Kafka storage in %s (cluster id %s)", service_dir / "data", cluster_id)
     cache.run_installer(command, cwd=service_dir, env=os.environ, timeout_s=FORMAT_TIMEOUT_S,
                         log_path=service_dir / "format.log",

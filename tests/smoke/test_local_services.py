@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from deploy import local
+from deploy.local import kafka as kafka_module
 from tests.conftest import REPO_ROOT
 from wehub import settings as settings_module
 
@@ -121,3 +122,13 @@ def test_interrupted_install_is_detected(tmp_path: Path) -> None:
     problem = local.check_install(folder)
 
     assert problem == f"{folder / 'manifest.json'} is missing (an install that did not finish)"
+
+
+def test_kafka_storage_formats_with_cluster_id_starting_with_dash(cache_dir: Path, tmp_path: Path) -> None:
+    # A random URL-safe base64 id starts with "-" about once in 64 starts.
+    libs = local.ensure_kafka(cache_dir).path
+    config = kafka_module._write_config(tmp_path, local.free_port_pair())
+
+    kafka_module._format_storage(libs, tmp_path, config, cluster_id="-AbCdEfGhIjKlMnOpQrStUv")
+
+    assert (tmp_path / "data" / "meta.properties").exists()

@@ -8,61 +8,16 @@ tests/gateway/test_converters.py compares both on the sample corpus and on craft
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from schemas.normalize import INT_MAX, INT_MIN, LONG_MAX, LONG_MIN, FieldError
+from schemas.normalize import FieldError, integer_converter, string_converter
 
 Convert = Callable[[Any, str], Any]
 
-_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 _MISSING = object()
-
-
-def _integer(kind: str) -> Convert:
-    low, high = (INT_MIN, INT_MAX) if kind == "int" else (LONG_MIN, LONG_MAX)
-    expected = "an integer" if kind == "int" else "an integer (64-bit)"
-    out_of_range = f"an integer between {low} and {high}"
-
-    def convert(value: Any, path: str) -> int:
-        kind_of_value = type(value)
-        if kind_of_value is int:
-            number: int = value
-        elif kind_of_value is bool:
-            raise FieldError(path, value, expected)
-        elif isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
-            number = int(value)
-        elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-            number = int(value.strip())
-        else:
-            raise FieldError(path, value, expected)
-        if not low <= number <= high:
-            raise FieldError(path, value, out_of_range)
-        return number
-
-    return convert
-
-
-def _string(identifier: bool) -> Convert:
-    def convert(value: Any, path: str) -> str:
-        if type(value) is str:
-            if identifier and _CONTROL_CHARACTER.search(value) is not None:
-                raise FieldError(path, value, "an id without control characters")
-            return value
-        if isinstance(value, bool):
-            raise FieldError(path, value, "a string")
-        if isinstance(value, (int, float)):
-            return str(value)
-        if not isinstance(value, str):
-            raise FieldError(path, value, "a string")
-        if identifier and _CONTROL_CHARACTER.search(value) is not None:
-            raise FieldError(path, value, "an id without control characters")
-        return str(value)
-
-    return convert
 
 
 def _boolean(value: Any, path: str) -> bool:
@@ -80,11 +35,11 @@ def _unsupported(kind: Any) -> Convert:
 
 def _value(kind: Any, identifier: bool) -> Convert:
     if kind in ("int", "long"):
-        return _integer(kind)
+        return integer_converter(kind)
     if isinstance(kind, dict) and kind.get("logicalType") == "timestamp-millis":
-        return _integer("long")
+        return integer_converter("long")
     if kind == "string":
-        return _string(identifier)
+        return string_converter(identifier)
     if kind == "boolean":
         return _boolean
     if isinstance(kind, dict) and kind.get("type") == "record":

@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import logging
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from gateway.publisher import Publisher, PublishError, Record
 from gateway.task_source import TaskSource
 from schemas import topics
 from schemas.codec import CODEC
-from schemas.normalize import FieldError, shown_value
+from schemas.normalize import FieldError, has_control_character, shown_value
 from wehub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,7 +37,6 @@ COMMON_ACK = "common_ack"
 CONTACT_ACTIONS = frozenset({"report_contact", "report_room_member_info"})
 ENVELOPE_KEYS = frozenset({"action", "appid", "wxid", "data", "client_session"})
 _ID_EXPECTED = "a non-empty string without control characters"
-_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def new_event_id() -> str:
@@ -91,7 +89,7 @@ def _ok(ack_type: str, data: dict[str, Any]) -> Answer:
 
 
 def _is_identifier(value: Any) -> TypeGuard[str]:
-    return isinstance(value, str) and value != "" and _CONTROL_CHARACTER.search(value) is None
+    return isinstance(value, str) and value != "" and not has_control_character(value)
 
 
 def _metric_action(action: str | None) -> str:

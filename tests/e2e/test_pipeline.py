@@ -29,6 +29,7 @@ from schemas import topics
 from schemas.codec import CODEC
 from tests import services
 from tests.consumers import truth as truth_figures
+from tests.consumers.helpers import committed_everything
 from wehub import settings as settings_module
 
 pytestmark = pytest.mark.e2e
@@ -142,33 +143,10 @@ async def _partitions(admin: AIOKafkaAdminClient, names: list[str]) -> list[Topi
             for topic in described for partition in topic["partitions"]]
 
 
-async def _consumer_lag(settings: settings_module.Settings, bootstrap: str) -> int:
-    """Records that the consumer groups of every registered consumer have not committed yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await admin.start()
-    await reader.start()
-    try:
-        lag = 0
-        for name in registry.names():
-            processor = registry.factory(name)(settings)
-            partitions = await _partitions(admin, sorted({settings.topic(suffix)
-                                                          for suffix in processor.topic_suffixes()}))
-            ends = await reader.end_offsets(partitions) if partitions else {}
-            committed = await admin.list_consumer_group_offsets(f"{settings.topic_prefix}.consumer.{name}")
-            for partition, end in ends.items():
-                done = committed[partition].offset if partition in committed else 0
-                lag += max(0, end - done)
-        return lag
-    finally:
-        await reader.stop()
-        await admin.close()
-
-
 def wait_until_caught_up(pipeline: Pipeline) -> None:
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
     while time.monotonic() < deadline:
-        if asyncio.run(_consumer_lag(pipeline.settings, pipeline.kafka_bootstrap)) == 0:
+        if asyncio.run(committed_everything(pipeline.settings, registry.names())):
             return
         time.sleep(1)
     pytest.fail(f"consumers did not catch up within {CATCH_UP_TIMEOUT_S} s:\n{pipeline.log_tail()}")

@@ -150,7 +150,7 @@ EMBEDDED_IN_USE_SIGNS = ("EmbeddedServer", "Cannot lock file", "Another server i
 
 
 def embedded_in_use(error: BaseException) -> bool:
-    """Tell whether `error`, or an error it was raised from, reports that another process holds the chdb folder."""
+    """Tell whether `error`, or an error it was raised from, reports that another process has the chdb folder open."""
     seen: BaseException | None = error
     for _ in range(10):
         if seen is None:

@@ -17,10 +17,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 _POLL_S = 0.2
+_LOG_TAIL_CHARS = 8000
 
 
 class ServerNotReady(RuntimeError):
-    """A server process exited or did not answer its ready URL in time; the message has its log."""
+    """A server process exited, or its ready URL did not respond in time; the message contains its log."""
 
 
 def free_port() -> int:
@@ -60,7 +61,7 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEO
 def _log_text(log_path: Path | None) -> str:
     if log_path is None or not log_path.exists():
         return "(no log kept)"
-    return log_path.read_text(encoding="utf-8", errors="replace")[-8000:]
+    return log_path.read_text(encoding="utf-8", errors="replace")[-_LOG_TAIL_CHARS:]
 
 
 @contextlib.contextmanager

@@ -124,7 +124,7 @@ def test_interrupted_install_is_detected(tmp_path: Path) -> None:
     assert problem == f"{folder / 'manifest.json'} is missing (an install that did not finish)"
 
 
-def test_kafka_storage_formats_with_cluster_id_starting_with_dash(cache_dir: Path, tmp_path: Path) -> None:
+def test_storage_format_accepts_dash_cluster_id(cache_dir: Path, tmp_path: Path) -> None:
     # A random URL-safe base64 id starts with "-" about once in 64 starts.
     libs = local.ensure_kafka(cache_dir).path
     config = kafka_module._write_config(tmp_path, local.free_port_pair())

@@ -133,6 +133,15 @@ def insert(client: Client, database: str, rows: Rows, settings: dict[str, Any] |
         raise translate(error, f"inserting {len(rows.rows)} rows into {rows.table}") from None
 
 
+def insert_encoded(client: Client, database: str, table: str, data: bytes, *, fmt: str,
+                   settings: dict[str, Any] | None = None) -> None:
+    """Insert `data`, already in ClickHouse input format `fmt`, into `database.table`; blocks, raises StoreError."""
+    try:
+        client.raw_insert(f"{database}.{table}", None, insert_block=data, fmt=fmt, settings=settings or {})
+    except (ClickHouseError, DatabaseError, OSError) as error:
+        raise translate(error, f"inserting {len(data)} bytes of {fmt} into {table}") from None
+
+
 def close_embedded() -> None:
     """Close the shared embedded clients (at process exit; chdb keeps the directory locked until then)."""
     with _CHDB_LOCK:

@@ -9,6 +9,10 @@ By default a processor reads gateway events (the schema of each action topic, wi
 envelope). One that reads other records declares them per topic with `intake()`. One that must
 act outside ClickHouse (produce tasks, fetch files) does it in `before_insert()`: the runner
 calls it after the rows are built and before they are inserted, and retries both together.
+
+A processor may also offer a `bulk` path (see `BulkPath`): records it accepts skip Python
+decoding and go into ClickHouse undecoded, one statement a batch. When ClickHouse refuses such a
+batch, the runner decodes its records one by one and takes the ordinary path with them.
 """
 
 from __future__ import annotations
@@ -105,6 +109,22 @@ def event_intake(action: str) -> Intake:
     return Intake(frozenset(name for name in names if name))
 
 
+class BulkPath(Protocol):
+    """Records inserted without decoding them in Python; ClickHouse decodes them and builds the rows."""
+
+    def accepts(self, value: bytes) -> bool:
+        """Tell whether the record `value` may take this path; must be cheap, it runs for every record."""
+        ...
+
+    def insert(self, client: Client, database: str, values: list[bytes]) -> Sequence[int]:
+        """Insert the rows of `values` in one statement, but for those it returns the indexes of.
+
+        The runner takes the records left through decoding, `validate` and `process`, and all of
+        them after a non-retriable StoreError: ClickHouse refused the batch. Blocks.
+        """
+        ...
+
+
 class Processor(Protocol):
     """The work of one consumer on its events; the runner calls `process` from a worker thread.
 
@@ -114,6 +134,7 @@ class Processor(Protocol):
     - `async before_insert(events, rows) -> list[Rows]`: side effects of a batch once its rows are
       built; returns the rows to insert (they may reflect what the side effects found). On a
       failure the runner resets the processor and retries `process` and this step together.
+    - `bulk: BulkPath`: an attribute, taken by unordered processors without `before_insert`.
     """
 
     name: str
@@ -248,6 +269,11 @@ class Runner:
         self._intakes: dict[str, Intake] = {topic: intake(suffix) for topic, suffix in self._topic_actions.items()}
         self._before_insert: Callable[[list[Event], list[Rows]], Awaitable[list[Rows]]] | None = getattr(
             processor, "before_insert", None)
+        bulk: BulkPath | None = getattr(processor, "bulk", None)
+        self._bulk = bulk if not self._ordered and self._before_insert is None else None
+        # Records for the bulk path, undecoded (aiokafka ConsumerRecords).
+        self._raw: list[Any] = []
+        self._producer: Any = None
         self.inserted_events = 0
         # perf_counter() when the first record arrived, for benchmarks.
         self.first_record_at: float | None = None
@@ -274,7 +300,7 @@ class Runner:
         group = f"{self.settings.topic_prefix}.consumer.{self.name}"
         consumer = kafka.make_consumer(self.settings, group_id=group, max_poll_interval_ms=300_000)
         consumer.subscribe(list(self._topic_actions), listener=_Rebalance(self))
-        producer = kafka.make_producer(self.settings)
+        producer = self._producer = kafka.make_producer(self.settings)
         opened = False
         await consumer.start()
         try:
@@ -297,14 +323,16 @@ class Runner:
 
     async def _loop(self, consumer: Any, producer: Any) -> None:
         while not self._stop.is_set():
-            wait_s = self._max_wait_s
-            if self._first_at is not None:
-                wait_s = max(0.0, self._first_at + self._max_wait_s - time.monotonic())
-            room = max(1, self._max_rows - len(self._pending))
-            batches = await consumer.getmany(timeout_ms=int(wait_s * 1000), max_records=room)
-            for partition, messages in batches.items():
-                for message in messages:
-                    self._take(partition, message)
+            # A full batch of an unordered consumer is flushed before reading more, so that it
+            # holds batch_max_rows records. An ordered consumer reads on: its flush may keep
+            # events back until other partitions catch up.
+            if self._ordered or not self._due():
+                wait_s = self._max_wait_s
+                if self._first_at is not None:
+                    wait_s = max(0.0, self._first_at + self._max_wait_s - time.monotonic())
+                room = max(1, self._max_rows - self._batched())
+                batches = await consumer.getmany(timeout_ms=int(wait_s * 1000), max_records=room)
+                self._take_all(batches)
             if self._due():
                 if self._ordered:
                     await self._release(consumer)
@@ -313,14 +341,21 @@ class Runner:
     def _due(self) -> bool:
         if self._first_at is None:
             return False
-        if len(self._pending) + self._held_count() >= self._max_rows:
+        if self._batched() >= self._max_rows:
             return True
         return time.monotonic() - self._first_at >= self._max_wait_s
 
     def _held_count(self) -> int:
         return sum(len(queue) for queue in self._held.values())
 
-    def _take(self, partition: TopicPartition, message: Any) -> None:
+    def _batched(self) -> int:
+        """Records of the next batch: decoded, undecoded for the bulk path, and held back for ordering."""
+        return len(self._pending) + len(self._raw) + self._held_count()
+
+    def _take_all(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        """Add the records of one getmany() to the next batch."""
+        if not batches:
+            return
         if self.first_record_at is None:
             self.first_record_at = time.perf_counter()
         if self._first_at is None:
@@ -328,14 +363,24 @@ class Runner:
         if not self._collector_held:
             _COLLECTOR.hold()
             self._collector_held = True
-        action = self._topic_actions.get(message.topic, "")
-        event: Event | None = None
-        try:
-            event = self._decode(action, message)
-        except Poison as poison:
-            log.warning("consumer %s: record %s[%d]@%d is poison (%s)", self.name, message.topic,
-                        message.partition, message.offset, poison.reason_code)
-            self._dead.append(self._dead_letter(action, message, poison))
+        for partition, messages in batches.items():
+            if self._bulk is None:
+                for message in messages:
+                    self._take(partition, message)
+                continue
+            # Per record, the bulk path costs one check: this loop runs for every record read.
+            accepts = self._bulk.accepts
+            take_raw = self._raw.append
+            for message in messages:
+                value = message.value
+                if value is not None and accepts(value):
+                    take_raw(message)
+                else:
+                    self._take(partition, message)
+            self._offsets[partition] = messages[-1].offset + 1
+
+    def _take(self, partition: TopicPartition, message: Any) -> None:
+        event = self._decode_or_bury(message)
         if not self._ordered:
             self._offsets[partition] = message.offset + 1
             if event is not None:
@@ -380,6 +425,17 @@ class Runner:
             seen = self._seen_ms.get(partition, 0)
             horizon = seen if horizon is None else min(horizon, seen)
         return horizon
+
+    def _decode_or_bury(self, message: Any) -> Event | None:
+        """Decode `message`; a poison record is queued for the dead-letter topic and gives None."""
+        action = self._topic_actions.get(message.topic, "")
+        try:
+            return self._decode(action, message)
+        except Poison as poison:
+            log.warning("consumer %s: record %s[%d]@%d is poison (%s)", self.name, message.topic,
+                        message.partition, message.offset, poison.reason_code)
+            self._dead.append(self._dead_letter(action, message, poison))
+            return None
 
     def _decode(self, action: str, message: Any) -> Event:
         intake = self._intakes[message.topic]
@@ -430,6 +486,8 @@ class Runner:
         async with self._flush_lock:
             self._pending = [event for event in self._pending
                              if TopicPartition(event.topic, event.partition) not in revoked]
+            self._raw = [message for message in self._raw
+                         if TopicPartition(message.topic, message.partition) not in revoked]
             for partition in revoked:
                 self._offsets.pop(partition, None)
                 self._held.pop(partition, None)
@@ -444,13 +502,14 @@ class Runner:
                 return
             await self._send_dead_letters(producer)
             # The next batch starts now: records read during the insert go to it.
-            events, offsets = self._pending, self._offsets
-            self._pending, self._offsets = [], {}
+            events, raw, offsets = self._pending, self._raw, self._offsets
+            self._pending, self._raw, self._offsets = [], [], {}
             self._first_at = time.monotonic() if self._held_count() else None
-            if events:
+            count = len(events) + len(raw)
+            if count:
                 started = time.perf_counter()
-                await self._insert_reading_ahead(consumer, events)
-                log.debug("consumer %s inserted %d events in %.3f s", self.name, len(events),
+                await self._insert_reading_ahead(consumer, events, raw)
+                log.debug("consumer %s inserted %d events in %.3f s", self.name, count,
                           time.perf_counter() - started)
             try:
                 await consumer.commit(offsets)
@@ -459,10 +518,10 @@ class Runner:
                 log.warning("consumer %s: commit of %d partitions failed (%s), the batch will be replayed",
                             self.name, len(offsets), type(error).__name__)
                 self.processor.reset()
-            self.inserted_events += len(events)
-            log.debug("consumer %s flushed %d events", self.name, len(events))
+            self.inserted_events += count
+            log.debug("consumer %s flushed %d events", self.name, count)
             # Freed before the collector may run again, so that it does not traverse the batch.
-            del events
+            del events, raw
             if not self._offsets and not self._held_count():
                 self._end_batch()
 
@@ -492,19 +551,21 @@ class Runner:
         self._dead_times.extend([now] * len(self._dead))
         self._dead = []
 
-    async def _insert_reading_ahead(self, consumer: Any, events: list[Event]) -> None:
-        """Insert `events` while reading the next batch, which also keeps the group membership.
+    async def _insert_reading_ahead(self, consumer: Any, events: list[Event], raw: list[Any]) -> None:
+        """Insert `events` and the bulk path's `raw` records while reading the next batch.
+
+        Reading on also keeps the group membership.
 
         Reading ahead overlaps the fetch and decoding of the next batch with the parts of the
         insert that run without the GIL (ClickHouse itself). Once the next batch is full, the
         partitions are paused and only polled, so a long ClickHouse outage does not cost the
         partitions (max_poll_interval_ms) nor fill memory.
         """
-        task = asyncio.ensure_future(self._with_retries(lambda: self._insert(events), "inserting"))
+        task = asyncio.ensure_future(self._with_retries(lambda: self._insert(events, raw), "inserting"))
         paused: list[TopicPartition] = []
         try:
             while not task.done():
-                room = self._max_rows - len(self._pending) - self._held_count()
+                room = self._max_rows - self._batched()
                 if room <= 0 or self._stop.is_set():
                     if not paused:
                         paused = list(consumer.assignment())
@@ -520,9 +581,7 @@ class Runner:
                     fetch.cancel()
                     await asyncio.gather(fetch, return_exceptions=True)
                     continue
-                for partition, messages in fetch.result().items():
-                    for message in messages:
-                        self._take(partition, message)
+                self._take_all(fetch.result())
             task.result()
         finally:
             if not task.done():
@@ -530,9 +589,11 @@ class Runner:
             if paused:
                 consumer.resume(*[partition for partition in paused if partition in consumer.assignment()])
 
-    async def _insert(self, events: list[Event]) -> None:
+    async def _insert(self, events: list[Event], raw: list[Any]) -> None:
         # NOTE: a batch that ClickHouse rejects for good (a non-retriable error) stops the consumer;
         # the offending row is not isolated and sent to the dead-letter topic.
+        if raw:
+            events = events + await self._insert_bulk(raw)
         try:
             tables = await asyncio.to_thread(self.processor.process, self.client, events)
             if self._before_insert is not None:
@@ -541,6 +602,25 @@ class Runner:
         except BaseException:
             self.processor.reset()
             raise
+
+    async def _insert_bulk(self, raw: list[Any]) -> list[Event]:
+        """Insert `raw` through the bulk path; return decoded the records it left, or all when ClickHouse refused them.
+
+        Poison records among them go to the dead-letter topic before the batch is committed.
+        """
+        assert self._bulk is not None
+        try:
+            left = await asyncio.to_thread(self._bulk.insert, self.client, self.database,
+                                           [message.value for message in raw])
+            raw = [raw[index] for index in left]
+        except StoreError as error:
+            if error.retriable:
+                raise
+            log.warning("consumer %s: ClickHouse refused %d records on the bulk path (%s); decoding them "
+                        "one by one", self.name, len(raw), error)
+        events = [event for event in map(self._decode_or_bury, raw) if event is not None]
+        await self._send_dead_letters(self._producer)
+        return events
 
     def _insert_tables(self, tables: list[Rows]) -> None:
         for rows in tables:

@@ -1,4 +1,4 @@
-"""Running consumers inside a test until they have committed everything on their topics."""
+"""Running consumers inside a test until they have committed everything on their topics, and reading what they sent."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from aiokafka.errors import KafkaError
 
 from consumers import registry
 from consumers.runner import Runner
+from schemas import topics
+from schemas.codec import CODEC
 from wehub import kafka
 from wehub.settings import Settings
 
@@ -73,3 +75,19 @@ async def run_until_drained(settings: Settings, names: Sequence[str] | None = No
         for runner in runners:
             runner.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def read_dead_letters(settings: Settings, expected: int) -> list[dict[str, Any]]:
+    """Read `expected` records of the dead-letter topic from its start, decoded; fails after 30 s."""
+    consumer = AIOKafkaConsumer(settings.topic(topics.DEAD_LETTER), bootstrap_servers=kafka.bootstrap_servers(settings),
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    letters: list[dict[str, Any]] = []
+    try:
+        async with asyncio.timeout(30):
+            while len(letters) < expected:
+                for messages in (await consumer.getmany(timeout_ms=500)).values():
+                    letters.extend(CODEC.decode(message.value)[1] for message in messages)
+    finally:
+        await consumer.stop()
+    return letters

@@ -5,18 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from consumers.messages import MessagesProcessor
 from consumers.query import run_query
 from consumers.runner import DeadLetterRateExceeded, Runner
-from schemas import topics
-from schemas.codec import CODEC
-from tests.consumers.helpers import run_until_drained
+from tests.consumers.helpers import read_dead_letters, run_until_drained
 from tests.corpus_feed import FeedRecord, corpus_records, produce
 from wehub import kafka
 from wehub.settings import Settings
@@ -40,21 +36,6 @@ def _login_on_message_topic(samples_dir: Path) -> FeedRecord:
     return FeedRecord("report_new_msg", login.key, login.value)
 
 
-async def _read_dead_letters(settings: Settings, expected: int) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(settings.topic(topics.DEAD_LETTER), bootstrap_servers=kafka.bootstrap_servers(settings),
-                                auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
-    letters: list[dict[str, Any]] = []
-    try:
-        async with asyncio.timeout(30):
-            while len(letters) < expected:
-                for messages in (await consumer.getmany(timeout_ms=500)).values():
-                    letters.extend(CODEC.decode(message.value)[1] for message in messages)
-    finally:
-        await consumer.stop()
-    return letters
-
-
 async def test_poison_records_dead_lettered_consumer_continues(consumer_settings: Settings,
                                                                       samples_dir: Path) -> None:
     good = _first_messages(samples_dir, 2)
@@ -63,7 +44,7 @@ async def test_poison_records_dead_lettered_consumer_continues(consumer_settings
 
     await run_until_drained(consumer_settings, ["messages"])
 
-    letters = await _read_dead_letters(consumer_settings, 2)
+    letters = await read_dead_letters(consumer_settings, 2)
     assert sorted(letter["reason_code"] for letter in letters) == ["undecodable", "unexpected_schema"]
     for letter in letters:
         assert letter["source"] == "consumer:messages"

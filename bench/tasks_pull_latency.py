@@ -7,9 +7,8 @@ then bots pull. Phases, each bounded:
 1. first pull of a bot: no claim yet, so the replica claims and waits to read the claim back;
 2. later pulls: the task was claimed ahead when the previous one went out (the common case);
 3. the same later pulls as whole pull_task requests through the ASGI app, which adds parsing
-   and the pull_task event the gateway publishes to Kafka (acks=all) before it responds.
-
-Requests run `--concurrency` at a time, so latency includes waiting for the event loop.
+   and publishing the pull_task event to Kafka (acks=all), first `--concurrency` at a time as
+   fast as answered, then in an open loop at the rate of every bot polling every 10 s, then 5 s.
 Memory is the growth of the resident set while the app reads the tasks, divided by their number.
 
     python -m bench.tasks_pull_latency [--bots 10000] [--tasks 100000] [--pulls 20000]
@@ -43,6 +42,11 @@ BENCH_DIR = Path(__file__).resolve().parent
 APPID = "bench_app"
 TARGET_P99_MS = 5.0
 TIME_LIMIT_S = 600.0
+# Every bot polls once per this many seconds (WeHub's console setting), the first one being the
+# target's: the rate of the open-loop phases is the number of bots divided by it.
+POLL_INTERVALS_S = (10.0, 5.0)
+# Rounds of each open-loop phase, each over the same bots.
+PACED_ROUNDS = 3
 
 
 def rss_bytes() -> int:
@@ -100,6 +104,33 @@ async def timed_calls(
             handed += got
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, handed
+
+
+async def paced_calls(call: Callable[[str], Awaitable[bool]], bots: list[str], rate: float,
+                      deadline: float) -> tuple[list[float], int]:
+    """Start `call(bot)` for each bot at `rate` a second, whatever the answers (an open loop).
+
+    A latency counts from the moment a call was due, so a late start counts against the server.
+    """
+    latencies: list[float] = []
+    handed = 0
+
+    async def one(bot: str, due: float) -> None:
+        nonlocal handed
+        got = await call(bot)
+        latencies.append((time.perf_counter() - due) * 1000)
+        handed += got
+
+    started = time.perf_counter()
+    calls = []
+    for index, bot in enumerate(bots):
+        if time.monotonic() >= deadline:
+            break
+        due = started + index / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        calls.append(asyncio.ensure_future(one(bot, due)))
+    await asyncio.gather(*calls)
     return latencies, handed
 
 
@@ -171,6 +202,19 @@ async def run(arguments: argparse.Namespace, config: settings_module.Settings, b
         await timed_calls(next_task, other_bots, arguments.concurrency, deadline)
         await asyncio.sleep(2.0)
         results["request"] = await timed_calls(asgi_pull(app), other_bots, arguments.concurrency, deadline)
+        results["paced"] = {}
+        for interval_s in POLL_INTERVALS_S:
+            rate = arguments.bots / interval_s
+            paced: list[float] = []
+            handed = 0
+            for _ in range(PACED_ROUNDS):
+                await asyncio.sleep(2.0)
+                order = list(other_bots)
+                random.shuffle(order)
+                latencies, got = await paced_calls(asgi_pull(app), order, rate, deadline)
+                paced += latencies
+                handed += got
+            results["paced"][interval_s] = (paced, handed)
     return results
 
 
@@ -182,22 +226,42 @@ def summary(name: str, latencies: list[float], handed: int) -> str:
 
 
 def report(results: dict[str, Any], arguments: argparse.Namespace) -> str:
+    target_interval_s = POLL_INTERVALS_S[0]
+    target_latencies = results["paced"][target_interval_s][0]
+    paced_p99 = percentile(target_latencies, 0.99) if target_latencies else float("nan")
     ahead_p99 = percentile(results["ahead"][0], 0.99) if results["ahead"][0] else float("nan")
-    verdict = "met" if ahead_p99 < TARGET_P99_MS else "missed"
+    verdict = "met" if paced_p99 < TARGET_P99_MS else "not met"
+    paced_rows = [
+        summary(f"{'**' if interval_s == target_interval_s else ''}pull_task request, every bot polling every "
+                f"{interval_s:.0f} s ({arguments.bots / interval_s:,.0f} a second, open loop)"
+                f"{'**' if interval_s == target_interval_s else ''}", *results["paced"][interval_s])
+        for interval_s in POLL_INTERVALS_S
+    ]
     lines = [
         "## Tasks: pull_task latency",
         "",
         f"{arguments.bots:,} bots, {results['pending']:,} pending tasks (task_type 1, a short text each) in one "
-        f"gateway app on one event loop, real Kafka (acks=all). Requests {arguments.concurrency} at a time.",
+        "gateway app on one event loop, real Kafka (acks=all). The requests go straight into the ASGI app, "
+        "without an HTTP server.",
         "",
         "| phase | pulls | got a task | p50 ms | p99 ms | max ms |",
         "|---|---|---|---|---|---|",
-        summary("first pull of a bot (claim + read back through Kafka)", *results["first"]),
-        summary("later pull, task claimed ahead (TaskSource.next_task)", *results["ahead"]),
-        summary("later pull as a whole pull_task request (ASGI, publishes the event)", *results["request"]),
+        summary(f"first pull of a bot (claim + read back through Kafka), {arguments.concurrency} at a time",
+                *results["first"]),
+        summary(f"later pull, task claimed ahead (TaskSource.next_task), {arguments.concurrency} at a time",
+                *results["ahead"]),
+        summary(f"pull_task request, {arguments.concurrency} at a time, as fast as answered", *results["request"]),
+        *paced_rows,
         "",
-        f"- Pull from a claimed-ahead task, p99 **{ahead_p99:.2f} ms** (target under {TARGET_P99_MS:.0f} ms: "
-        f"{verdict}).",
+        f"- A whole pull_task request with {arguments.bots:,} bots polling every {target_interval_s:.0f} s, p99 "
+        f"**{paced_p99:.2f} ms** (target under {TARGET_P99_MS:.0f} ms: {verdict}). Open loop: each request starts "
+        "when it is due, whatever the answers, and its latency counts from then. A poll is answered without "
+        "waiting for Kafka to acknowledge its pull_task event (the one event the gateway answers before the "
+        "acknowledgement; a task it hands out was claimed through Kafka before).",
+        "- As fast as answered, the work a request leaves behind (its pull_task event, the dispatch record, the "
+        "claim of the bot's next task) piles up behind the measured requests, so that phase shows no "
+        "sustainable rate.",
+        f"- The task lookup alone, from a task claimed ahead: p99 {ahead_p99:.2f} ms.",
         f"- Memory: **{results['bytes_per_task']:.0f} bytes per pending task** (resident set growth while the app "
         f"read {results['pending']:,} tasks, so it includes the interpreter's allocator slack).",
         f"- Reading the task topic at start: {results['catch_up_s']:.1f} s for {results['pending']:,} tasks "
@@ -209,8 +273,6 @@ def report(results: dict[str, Any], arguments: argparse.Namespace) -> str:
         "(1,000 tasks, polls alternating without pause) needed 1,054 to 1,393 polls in three runs, the extra "
         "ones empty while a replica had not yet read the other's dispatch. `WEHUB_TASK_CLAIM_AHEAD=false` turns "
         "claiming ahead off.",
-        "- A whole pull_task request includes the gateway publishing the pull_task event to Kafka with acks=all "
-        "and answering after the acknowledgement, which costs more than the task lookup itself.",
         f"- Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, "
         f"{os.cpu_count()} cores shared with Kafka and other work; indicative numbers.",
     ]

@@ -7,6 +7,7 @@ load balancer.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import logging
@@ -33,7 +34,7 @@ from gateway.messages import CATALOG
 from gateway.publisher import Publisher
 from gateway.task_source import NoTasks, TaskSource
 from gateway.ws import websocket_routes
-from wehub import logs
+from wehub import heap, logs
 from wehub import settings as settings_module
 from wehub.settings import Settings
 
@@ -201,11 +202,16 @@ def create_app(settings: Settings, task_source: TaskSource | None = None) -> Sta
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await publisher.start()
         await source.start()
+        # The pending tasks read at start live as long as the gateway: keep them out of collections.
+        heap.settle()
+        settler = asyncio.create_task(heap.settle_periodically())
         log.info("gateway started", extra={"gateway": handler.gateway_name})
         try:
             yield
         finally:
+            settler.cancel()
             await source.stop()
+            await handler.drain()
             await publisher.stop()
 
     routes: list[BaseRoute] = [

@@ -8,6 +8,7 @@ are not authenticated learn nothing about the schemas.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -123,6 +124,7 @@ class CallbackHandler:
         self._topics = {action: settings.topic(action) for action in topics.EVENT_SCHEMAS}
         self._unknown_topic = settings.topic(topics.UNKNOWN_ACTION)
         self._metric_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        self._polls_in_flight: set[asyncio.Task[None]] = set()
         # The websocket transport sets this to add `extension_protocol` to login_ack data.
         self.login_extension: Callable[[App, str], dict[str, Any] | None] | None = None
 
@@ -213,9 +215,13 @@ class CallbackHandler:
                 value=shown_value(error.value),
                 expected=error.expected,
             ) from None
-        await self._publish(
-            envelope, self._encode(envelope, record, ack_type), ack_type, self._topics[action]
-        )
+        values = self._encode(envelope, record, ack_type)
+        if action == "pull_task":
+            # The one event answered before Kafka acknowledges it: a poll carries no data, and a
+            # task it hands out was claimed through Kafka before. Waiting would double its latency.
+            self._publish_poll(envelope, values)
+        else:
+            await self._publish(envelope, values, ack_type, self._topics[action])
         return await self._acknowledge(app, envelope, record, ack_type)
 
     def _parse(self, body: bytes) -> dict[str, Any]:
@@ -357,6 +363,26 @@ class CallbackHandler:
                 action=envelope.action,
                 size=max(map(len, values)),
             ) from None
+
+    def _publish_poll(self, envelope: events.Envelope, values: list[bytes]) -> None:
+        records = [Record(self._topics[envelope.action], envelope.bot_wxid.encode(), value) for value in values]
+        publishing = asyncio.create_task(self.publisher.publish(records))
+        self._polls_in_flight.add(publishing)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._polls_in_flight.discard(task)
+            error = None if task.cancelled() else task.exception()
+            if task.cancelled() or error is not None:
+                metrics.POLLS_NOT_STORED.inc()
+                log.warning("pull_task event not stored, Kafka did not acknowledge",
+                            extra={"event_id": envelope.event_id, "reason": getattr(error, "detail", "cancelled")})
+
+        publishing.add_done_callback(done)
+
+    async def drain(self) -> None:
+        """Wait for the pull_task events still being published (at shutdown, before the producer stops)."""
+        if self._polls_in_flight:
+            await asyncio.gather(*self._polls_in_flight, return_exceptions=True)
 
     async def _acknowledge(
         self, app: App, envelope: events.Envelope, record: dict[str, Any], ack_type: str

@@ -51,6 +51,11 @@ DEAD_LETTERS_LOST = Counter(
     "Refused requests whose dead-letter record Kafka did not acknowledge.",
     registry=REGISTRY,
 )
+POLLS_NOT_STORED = Counter(
+    "wehub_gateway_polls_not_stored_total",
+    "pull_task events that Kafka did not acknowledge after their poll was answered.",
+    registry=REGISTRY,
+)
 SPLIT_PARTS = Counter(
     "wehub_gateway_split_parts_total",
     "Part records written for events too large for one Kafka record, by action.",

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway import errors
+from gateway import errors, metrics
 from tests.gateway.conftest import running_gateway
 from wehub.settings import Settings
 
@@ -46,6 +46,19 @@ async def test_unreachable_kafka_gives_error_code(
     assert login.json()["error_code"] == errors.KAFKA_UNAVAILABLE.number
     assert (ready.status_code, ready.json()["ready"]) == (503, False)
     assert alive.status_code == 200
+
+
+async def test_poll_answered_while_kafka_unreachable_and_unstored_event_counted(
+    unreachable_settings: Settings, sample_accounts: dict[str, Any]
+) -> None:
+    unstored_before = metrics.POLLS_NOT_STORED._value.get()
+    async with running_gateway(unreachable_settings) as client:
+        poll = await client.post("/wehub", json=_envelope(sample_accounts, "pull_task", {}))
+
+    assert (poll.status_code, poll.json()) == (200, {"error_code": 0, "error_reason": "", "ack_type": "pull_task_ack",
+                                                     "data": {}})
+    # Stopping the gateway waited for the event's publication, which failed.
+    assert metrics.POLLS_NOT_STORED._value.get() == unstored_before + 1
 
 
 async def test_bad_input_rejected_while_kafka_unreachable(unreachable_settings: Settings) -> None:

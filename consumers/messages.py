@@ -65,7 +65,7 @@ def msg_timestamp_ms(value: int | None) -> int | None:
 def parses_raw_msg(msg_type: int, msg: dict[str, Any]) -> bool:
     """True when raw_msg may add a field to the row: a contact card, or XML with an `<appmsg>`.
 
-    The row skips parsing XML that adds nothing. migrations/070_messages_intake.sql refuses the
+    The row skips parsing XML that adds nothing. migrations/070_messages_intake.sql rejects the
     records for which this may be True, so keep the two in step.
     """
     raw_msg = msg.get("raw_msg")
@@ -127,7 +127,7 @@ class MessagesBulk:
     One Python call a batch instead of one per record: the records go into ClickHouse as one
     Avro object container, and the materialized view of migration 070 builds the same rows as
     `message_row`. Records with a raw_msg to parse stay on the Python path. When ClickHouse
-    refuses a batch (a record it cannot decode or take), the runner decodes the batch in Python.
+    rejects a batch (a record it cannot decode or take), the runner decodes the batch in Python.
     """
 
     def __init__(self) -> None:

@@ -11,7 +11,7 @@ act outside ClickHouse (produce tasks, fetch files) does it in `before_insert()`
 calls it after the rows are built and before they are inserted, and retries both together.
 
 A processor may also offer a `bulk` path (see `BulkPath`): records it accepts skip Python
-decoding and go into ClickHouse undecoded, one statement a batch. When ClickHouse refuses such a
+decoding and go into ClickHouse undecoded, one statement a batch. When ClickHouse rejects such a
 batch, the runner decodes its records one by one and takes the ordinary path with them.
 """
 
@@ -120,7 +120,7 @@ class BulkPath(Protocol):
         """Insert the rows of `values` in one statement, but for those it returns the indexes of.
 
         The runner takes the records left through decoding, `validate` and `process`, and all of
-        them after a non-retriable StoreError: ClickHouse refused the batch. Blocks.
+        them after a non-retriable StoreError: ClickHouse rejected the batch. Blocks.
         """
         ...
 
@@ -324,7 +324,7 @@ class Runner:
     async def _loop(self, consumer: Any, producer: Any) -> None:
         while not self._stop.is_set():
             # A full batch of an unordered consumer is flushed before reading more, so that it
-            # holds batch_max_rows records. An ordered consumer reads on: its flush may keep
+            # contains batch_max_rows records. An ordered consumer reads on: its flush may keep
             # events back until other partitions catch up.
             if self._ordered or not self._due():
                 wait_s = self._max_wait_s
@@ -604,7 +604,7 @@ class Runner:
             raise
 
     async def _insert_bulk(self, raw: list[Any]) -> list[Event]:
-        """Insert `raw` through the bulk path; return decoded the records it left, or all when ClickHouse refused them.
+        """Insert `raw` through the bulk path; return decoded the records it left, or all when ClickHouse rejected them.
 
         Poison records among them go to the dead-letter topic before the batch is committed.
         """
@@ -616,7 +616,7 @@ class Runner:
         except StoreError as error:
             if error.retriable:
                 raise
-            log.warning("consumer %s: ClickHouse refused %d records on the bulk path (%s); decoding them "
+            log.warning("consumer %s: ClickHouse rejected %d records on the bulk path (%s), decoding them "
                         "one by one", self.name, len(raw), error)
         events = [event for event in map(self._decode_or_bury, raw) if event is not None]
         await self._send_dead_letters(self._producer)

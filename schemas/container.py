@@ -3,7 +3,7 @@
 A reader that understands object containers (ClickHouse's `Avro` format) can decode a whole
 batch of records in one call, much faster than one Python call per record. The records keep
 their single-object frame: the container's schema is the writer schema with a leading field
-`frame`, fixed(10), which holds the C3 01 marker and the fingerprint. So nothing is copied out of
+`frame`, fixed(10), which contains the C3 01 marker and the fingerprint. So nothing is copied out of
 a record, and the reader can check that every record it decoded starts where a frame starts.
 
 Every record is a block of its own, followed by the sync marker. A reader checks the marker
@@ -43,7 +43,7 @@ def _avro_bytes(value: bytes) -> bytes:
 
 
 def framed_schema(schema: Schema) -> dict[str, object]:
-    """The writer schema of `schema` with the single-object frame as its first field."""
+    """Return the writer schema of `schema` with the single-object frame as its first field."""
     frame = {"name": FRAME_FIELD, "type": {"type": "fixed", "name": "SingleObjectFrame", "size": HEADER_BYTES}}
     return {**schema.raw, "fields": [frame, *schema.raw["fields"]]}
 
@@ -83,7 +83,7 @@ class ContainerWriter:
 
 
     def records_holding(self, container: bytes, values: Sequence[bytes], signs: Sequence[bytes]) -> list[int]:
-        """Return the indexes of the records of `container` (made from `values`) that hold one of `signs`.
+        """Return the indexes of the records of `container` (made from `values`) that contain one of `signs`.
 
         One search of the whole container per sign, instead of one per record. A sign that
         straddles two blocks counts for the record it starts in, which can only add records.
@@ -102,5 +102,5 @@ class ContainerWriter:
 
 
 def _block_prefix(size: int) -> bytes:
-    """The start of a block of one record of `size` bytes: the object count 1, then the size."""
+    """Return the start of a block of one record of `size` bytes: the object count 1, then the size."""
     return zigzag_varint(1) + zigzag_varint(size)

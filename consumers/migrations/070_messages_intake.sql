@@ -82,7 +82,7 @@ WITH
         OR event_id = '' OR appid = '' OR bot_wxid = ''
         OR m.msg_type < 0
         OR NOT isValidUTF8(strings)
-        OR parses_raw_msg AS refused
+        OR parses_raw_msg AS rejected
 SELECT
     appid,
     bot_wxid,
@@ -92,7 +92,7 @@ SELECT
     if(sent_ms IS NULL, received_at, fromUnixTimestamp64Milli(assumeNotNull(sent_ms), 'UTC')) AS event_time,
     ifNull(m.msg_id, '') AS msg_id,
     if(sent_ms IS NULL, NULL, fromUnixTimestamp64Milli(assumeNotNull(sent_ms), 'UTC')) AS msg_timestamp,
-    toUInt32(m.msg_type + throwIf(refused, 'a record of the batch needs the Python path')) AS msg_type,
+    toUInt32(m.msg_type + throwIf(rejected, 'a record of the batch needs the Python path')) AS msg_type,
     if(ifNull(m.wxid_from = bot_wxid, 0), 'sent', 'incoming') AS direction,
     multiIf(ifNull(m.room_wxid, '') = '', 'private',
             endsWith(assumeNotNull(m.room_wxid), '@im.chatroom'), 'enterprise_group', 'group') AS chat_kind,

@@ -1,4 +1,4 @@
-"""The messages consumer's bulk path: ClickHouse builds the same rows as Python, and refuses what Python refuses."""
+"""The messages consumer's bulk path: ClickHouse builds the same rows as Python, and rejects what Python rejects."""
 
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def _not_utf8(value: bytes, text: bytes) -> bytes:
     return value[:start] + b"\xff\xfe" + value[start + 2:]
 
 
-REFUSED = {
+REJECTED = {
     "empty appid": _encode(1, {"appid": ""}),
     "empty event_id": _encode(2, {"event_id": ""}),
     "negative msg_type": _encode(3, msg_type=-1),
@@ -122,15 +122,15 @@ REFUSED = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(REFUSED))
-def test_bulk_refuses_batch_python_must_take(store_settings: Settings, name: str) -> None:
+@pytest.mark.parametrize("name", sorted(REJECTED))
+def test_bulk_rejects_batch_with_bad_record(store_settings: Settings, name: str) -> None:
     database = str(store_settings.clickhouse_database)
     client = _client(store_settings)
     bulk = MessagesBulk()
-    assert bulk.accepts(REFUSED[name])
+    assert bulk.accepts(REJECTED[name])
 
     with pytest.raises(StoreError) as raised:
-        bulk.insert(client, database, [_encode(10), REFUSED[name], _encode(11)])
+        bulk.insert(client, database, [_encode(10), REJECTED[name], _encode(11)])
 
     assert not raised.value.retriable
     assert _rows(store_settings, "messages_store") == []
@@ -156,7 +156,7 @@ def test_intake_migration_checks_current_schema_frame() -> None:
 
 
 @pytest.mark.services
-async def test_refused_bulk_batch_dead_letters_poison_and_keeps_rest(service_settings: Settings) -> None:
+async def test_rejected_bulk_batch_dead_letters_poison(service_settings: Settings) -> None:
     settings = service_settings.with_overrides(batch_max_wait_ms=200)
     poison = _encode(30, {"bot_wxid": ""})
     await produce(settings, [FeedRecord("report_new_msg", BOT.encode(), value)

@@ -148,6 +148,7 @@ class MessagesBulk:
         if left:
             skipped = set(left)
             container = self._writer.container([value for index, value in enumerate(values) if index not in skipped])
+        # NOTE: tested with the embedded ClickHouse only; a server gets the same container over HTTP.
         insert_encoded(client, database, INTAKE_TABLE, container, fmt="Avro", settings=_INTAKE_SETTINGS)
         return left
 

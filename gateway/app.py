@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request as HttpRequest
@@ -156,7 +156,7 @@ async def readyz(request: HttpRequest) -> Response:
 
 
 async def metrics_endpoint(request: HttpRequest) -> Response:
-    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def _http_error(request: HttpRequest, error: Exception) -> Response:

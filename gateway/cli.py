@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import uvicorn
 
 from gateway.accounts import AccountsError, read_apps
+from gateway.metrics import MULTIPROCESS_DIR_VARIABLE
 
 
 def add_parser(subparsers: Any) -> None:
@@ -19,6 +21,15 @@ def add_parser(subparsers: Any) -> None:
     serve.add_argument("--port", type=int, help="port to listen on (default: WEHUB_PORT)")
     serve.add_argument("--workers", type=int, help="uvicorn worker processes (default: WEHUB_WORKERS)")
     serve.set_defaults(handler=_serve)
+
+
+def _fresh_metrics_dir(data_dir: Path, port: int) -> Path:
+    """Return an empty folder for the workers' metric files, emptied of an earlier run's."""
+    # NOTE: the gauges of a worker that dies stay in its file until the next start.
+    folder = data_dir / f"gateway-metrics-{port}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
 
 
 def _serve(arguments: argparse.Namespace) -> int:
@@ -33,6 +44,8 @@ def _serve(arguments: argparse.Namespace) -> int:
         return 2
     # Workers rebuild the settings from the environment, so the command-line overrides go there.
     os.environ.update({"WEHUB_HOST": str(host), "WEHUB_PORT": str(port), "WEHUB_WORKERS": str(workers)})
+    if workers > 1:
+        os.environ[MULTIPROCESS_DIR_VARIABLE] = str(_fresh_metrics_dir(Path(config.data_dir), port))
     print(
         f"wehub gateway: {len(apps)} appids, listening on http://{host}:{port}/wehub, uvicorn workers: {workers}",
         file=sys.stderr,

@@ -1,14 +1,21 @@
 """Every Prometheus metric of the gateway, declared once; units are in the names.
 
-Each uvicorn worker process keeps its own values.
+With one worker the values live in this process. With several (`wehub gateway --workers N`),
+the command sets PROMETHEUS_MULTIPROC_DIR before the workers start: each worker writes its
+values to files there, and /metrics sums the files of all workers, whichever one serves it.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
 
-# NOTE: with several workers /metrics shows only the worker that served the scrape; summing them
-# needs prometheus_client's multiprocess mode, which is not set up.
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+# prometheus_client reads the same variable when it is imported to pick its value storage.
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+MULTIPROCESS = MULTIPROCESS_DIR_VARIABLE in os.environ
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 _LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -64,8 +71,9 @@ SPLIT_PARTS = Counter(
 )
 IN_FLIGHT = Gauge(
     "wehub_gateway_kafka_in_flight_requests",
-    "Requests waiting for Kafka's acknowledgement in this process.",
+    "Requests waiting for Kafka's acknowledgement.",
     registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 PRODUCER_RESTARTS = Counter(
     "wehub_gateway_producer_restarts_total",
@@ -74,6 +82,16 @@ PRODUCER_RESTARTS = Counter(
 )
 KAFKA_READY = Gauge(
     "wehub_gateway_kafka_ready",
-    "1 when the last readiness check reached Kafka, else 0.",
+    "1 when the last readiness check reached Kafka, else 0 (with several workers, the lowest).",
     registry=REGISTRY,
+    multiprocess_mode="livemin",
 )
+
+
+def exposition() -> bytes:
+    """Return the text of /metrics: this process's values, or the sum over every worker's files."""
+    if not MULTIPROCESS:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)

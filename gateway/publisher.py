@@ -92,8 +92,11 @@ class Publisher:
         self.max_in_flight = int(settings.max_in_flight)
         self._slots = asyncio.Semaphore(self.max_in_flight)
         self._in_flight = 0
-        # Read at scrape time instead of a gauge updated twice per request on the hot path.
-        metrics.IN_FLIGHT.set_function(lambda: self._in_flight)
+        # Read at scrape time instead of a gauge updated twice per request on the hot path. With
+        # several workers /metrics reads every worker's file, so the gauge is written as it changes.
+        self._write_in_flight = metrics.MULTIPROCESS
+        if not self._write_in_flight:
+            metrics.IN_FLIGHT.set_function(lambda: self._in_flight)
         self._producer: AIOKafkaProducer | None = None
         self._starting: asyncio.Lock | None = None
         self._start_failed_at = -_START_RETRY_INTERVAL_S
@@ -136,6 +139,8 @@ class Publisher:
         else:
             await self._slots.acquire()
         self._in_flight += 1
+        if self._write_in_flight:
+            metrics.IN_FLIGHT.inc()
         started = time.perf_counter()
         try:
             # asyncio.timeout rather than wait_for: no extra task per request on the hot path.
@@ -154,6 +159,8 @@ class Publisher:
             raise PublishError(errors.KAFKA_UNAVAILABLE, type(error).__name__) from None
         finally:
             self._in_flight -= 1
+            if self._write_in_flight:
+                metrics.IN_FLIGHT.dec()
             self._slots.release()
         metrics.PRODUCE_DURATION.observe(time.perf_counter() - started)
         self._timeouts_in_a_row = 0

@@ -8,13 +8,15 @@ from gateway.metrics import REGISTRY
 
 CONNECTIONS = Gauge(
     "wehub_gateway_ws_connections",
-    "Open websocket connections in this process, logged in or not.",
+    "Open websocket connections, logged in or not.",
     registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 CONNECTED_BOTS = Gauge(
     "wehub_gateway_ws_connected_bots",
-    "Bots logged in on a websocket of this process; tasks for them are pushed.",
+    "Bots logged in on a websocket; tasks for them are pushed.",
     registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 FRAMES = Counter(
     "wehub_gateway_ws_frames_total",

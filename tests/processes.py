@@ -32,9 +32,10 @@ def free_port() -> int:
         return port
 
 
-def gateway_command(port: int, host: str = "127.0.0.1") -> list[str]:
-    """`wehub gateway` with one worker on host:port, run by this interpreter."""
-    return [sys.executable, "-m", "wehub.cli", "gateway", "--host", host, "--port", str(port), "--workers", "1"]
+def gateway_command(port: int, host: str = "127.0.0.1", workers: int = 1) -> list[str]:
+    """`wehub gateway` with `workers` uvicorn workers on host:port, run by this interpreter."""
+    return [sys.executable, "-m", "wehub.cli", "gateway", "--host", host, "--port", str(port),
+            "--workers", str(workers)]
 
 
 def uvicorn_command(target: str, port: int, factory: bool = False) -> list[str]:

@@ -53,8 +53,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Instance name the gateway writes into every event; empty means HOSTNAME-PID.",
             "网关写入每个事件的实例名；为空时为 主机名-进程号。"),
     Setting("workers", "1", int,
-            "Number of uvicorn worker processes of the gateway.",
-            "网关的 uvicorn 工作进程数。"),
+            "Number of uvicorn worker processes of the gateway. With more than one, /metrics sums the "
+            "workers' values, kept in files under <data_dir>/gateway-metrics-<port>.",
+            "网关的 uvicorn 工作进程数。多于一个时，/metrics 汇总各进程的指标，指标文件位于 "
+            "<data_dir>/gateway-metrics-<端口>。"),
     Setting("data_dir", "./wehub-data", str,
             "Folder for local service data, logs and the embedded ClickHouse.",
             "本地服务数据、日志和内嵌 ClickHouse 的目录。"),

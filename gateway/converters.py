@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from schemas.normalize import FieldError, integer_converter, string_converter
+from schemas.normalize import FieldError, check_minimum, integer_converter, minimum_of, string_converter
 
 Convert = Callable[[Any, str], Any]
 
@@ -83,6 +83,12 @@ def _field(field: dict[str, Any]) -> Callable[[Any, bool, str], Any]:
 
         return array_field
     convert = _value(kind, bool(field.get("wehub_identifier")))
+    minimum = minimum_of(field)
+    if minimum is not None:
+        convert_unbounded = convert
+
+        def convert(value: Any, path: str) -> Any:
+            return check_minimum(convert_unbounded(value, path), minimum, value, path)
 
     def value_field(value: Any, present: bool, path: str) -> Any:
         if value is None or not present:

@@ -3,8 +3,9 @@
 The schema drives the checks, so adding a field to an `.avsc` file is all it takes to type it.
 What real clients send is absorbed: numbers as strings, null or "" for absent values, field
 spellings listed in a field's `aliases`, and unknown fields, which are kept as a JSON object in
-the record's `extra` field. Fields marked `wehub_required` must be present, and fields marked
-`wehub_identifier` (wxids, room ids) must not contain control characters.
+the record's `extra` field. Fields marked `wehub_required` must be present, fields marked
+`wehub_identifier` (wxids, room ids) must not contain control characters, and an integer field
+with `wehub_minimum` must not be below it.
 """
 
 from __future__ import annotations
@@ -134,6 +135,19 @@ def _is_absent(value: Any) -> bool:
     return value is None or value == ""
 
 
+def minimum_of(field: dict[str, Any]) -> int | None:
+    """The lowest value an integer field accepts (`wehub_minimum`), or None when any value fits."""
+    bound = field.get("wehub_minimum")
+    return None if bound is None else int(bound)
+
+
+def check_minimum(number: int, minimum: int, value: Any, path: str) -> int:
+    """Return `number` when it is at least `minimum`; raises FieldError naming `value` otherwise."""
+    if number < minimum:
+        raise FieldError(path, value, f"an integer of at least {minimum}")
+    return number
+
+
 def to_record(schema: dict[str, Any], value: Any, path: str) -> dict[str, Any]:
     """Convert a JSON object to a record of `schema` (an expanded record schema).
 
@@ -174,7 +188,9 @@ def _to_field(field: dict[str, Any], value: Any, present: bool, path: str) -> An
         if nullable:
             return None
         return field.get("default")
-    return _to_value(kind, value, path, bool(field.get("wehub_identifier")))
+    converted = _to_value(kind, value, path, bool(field.get("wehub_identifier")))
+    minimum = minimum_of(field)
+    return converted if minimum is None else check_minimum(converted, minimum, value, path)
 
 
 def _to_array(items: Any, value: Any, path: str) -> list[Any]:

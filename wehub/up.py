@@ -162,8 +162,9 @@ def _spawn(what: str, arguments: list[str], environment: dict[str, str], log_dir
     log_path = log_dir / f"{what}.log"
     with log_path.open("ab") as log:
         # A new session keeps the terminal's Ctrl-C away from the children: `up` stops them in order.
+        # -P keeps the current folder off sys.path, so a checkout there cannot stand in for ours.
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
-            [sys.executable, "-m", "wehub.cli", *arguments], env=environment, start_new_session=True,
+            [sys.executable, "-P", "-m", "wehub.cli", *arguments], env=environment, start_new_session=True,
             stdout=log, stderr=subprocess.STDOUT)
     return Child(what, process, log_path)
 
@@ -310,4 +311,9 @@ def run(settings: Settings) -> int:
 
 
 def _up(arguments: argparse.Namespace) -> int:
+    # The terminal is for the lines `up` prints. The INFO records of the services it starts would
+    # repeat them as JSON, so only warnings and errors reach it, unless WEHUB_LOG_LEVEL=DEBUG.
+    root = logging.getLogger()
+    if root.getEffectiveLevel() == logging.INFO:
+        root.setLevel(logging.WARNING)
     return run(arguments.settings)

@@ -89,6 +89,18 @@ async def test_invalid_field_reason_names_field_value_expected(
     assert "integer" in reason
 
 
+async def test_negative_msg_type_is_refused(gateway_settings: Settings, sample_accounts: dict[str, Any]) -> None:
+    body = _message(sample_accounts)
+    body["data"]["msg"]["msg_type"] = -5
+    async with running_gateway(gateway_settings) as client:
+        response = await client.post("/wehub", json=body)
+
+    assert response.status_code == 400
+    assert response.json()["error_code"] == errors.INVALID_FIELD.number
+    assert "data.msg.msg_type" in response.json()["error_reason"]
+    assert "at least 0" in response.json()["error_reason"]
+
+
 async def test_login_from_unlisted_wxid_is_refused(
     gateway_settings: Settings, sample_accounts: dict[str, Any]
 ) -> None:

@@ -24,7 +24,7 @@ from wehub.settings import Settings
 log = logging.getLogger(__name__)
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_CHDB_CLIENTS: dict[tuple[str, str], Client] = {}
+_CHDB_CLIENTS: dict[tuple[str, str, int], Client] = {}
 _CHDB_LOCK = threading.Lock()
 
 # Server error codes worth retrying: the same insert may succeed once the server recovers.
@@ -70,18 +70,19 @@ def embedded_path(dsn: str) -> str:
     return dsn[len("chdb://"):]
 
 
-def make_client(settings: Settings, database: str | None = None) -> Client:
+def make_client(settings: Settings, database: str | None = None, lane: int = 0) -> Client:
     """Create a client on WEHUB_CLICKHOUSE_DSN (or the embedded default).
 
     `database` is the default database of unqualified names. Embedded clients are shared per
-    directory and database inside the process, because chdb allows one process per directory
-    and one engine instance inside it. Raises StoreError.
+    directory, database and `lane` inside the process, because chdb allows one process per
+    directory and one engine instance inside it. A client runs one statement at a time, so a
+    caller that runs statements in parallel asks for another lane. Raises StoreError.
     """
     dsn = settings.effective_clickhouse_dsn
     try:
         if is_embedded(dsn):
             with _CHDB_LOCK:
-                return _embedded_client(dsn, database or "default")
+                return _embedded_client(dsn, database or "default", lane)
         parts = urlsplit(dsn)
         if parts.scheme not in ("http", "https"):
             raise StoreError(
@@ -101,15 +102,15 @@ def make_client(settings: Settings, database: str | None = None) -> Client:
         raise translate(error, "connecting") from None
 
 
-def _embedded_client(dsn: str, database: str) -> Client:
-    client = _CHDB_CLIENTS.get((dsn, database))
+def _embedded_client(dsn: str, database: str, lane: int = 0) -> Client:
+    client = _CHDB_CLIENTS.get((dsn, database, lane))
     if client is not None:
         return client
     if database != "default":
         # chdb refuses a client whose default database does not exist yet.
         _embedded_client(dsn, "default").command(f"CREATE DATABASE IF NOT EXISTS {check_identifier(database)}")
     client = clickhouse_connect.get_client(dsn=dsn, database=database)
-    _CHDB_CLIENTS[(dsn, database)] = client
+    _CHDB_CLIENTS[(dsn, database, lane)] = client
     return client
 
 

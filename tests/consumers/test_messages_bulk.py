@@ -89,6 +89,20 @@ def test_bulk_rows_equal_python_rows(store_settings: Settings, samples_dir: Path
     assert _rows(store_settings, "messages_store") == _rows(store_settings, "messages_python")
 
 
+def test_bulk_halves_give_same_rows(store_settings: Settings) -> None:
+    link = '<msg><appmsg><title>t</title><url>http://link.example</url></appmsg></msg>'
+    values = [_encode(index, msg_type=49, raw_msg=link) if index % 7 == 3 else _encode(index) for index in range(40)]
+    database = str(store_settings.clickhouse_database)
+    client = _client(store_settings)
+    bulk = MessagesBulk(second_client=lambda: make_client(store_settings, lane=1), parallel_min_rows=10)
+
+    left = bulk.insert(client, database, values)
+
+    assert left == [index for index in range(40) if index % 7 == 3]
+    stored = sorted(row[3] for row in _rows(store_settings, "messages_store"))
+    assert stored == sorted(f"event-{index}" for index in range(40) if index % 7 != 3)
+
+
 def test_bulk_leaves_records_with_raw_msg_to_parse(store_settings: Settings) -> None:
     link = '<msg><appmsg><title>t</title><url>http://link.example</url></appmsg></msg>'
     values = [_encode(1), _encode(2, msg_type=49, raw_msg=link),

@@ -76,7 +76,7 @@ def make_client(settings: Settings, database: str | None = None, lane: int = 0) 
     `database` is the default database of unqualified names. Embedded clients are shared per
     directory, database and `lane` inside the process, because chdb allows one process per
     directory and one engine instance inside it. A client runs one statement at a time, so a
-    caller that runs statements in parallel asks for another lane. Raises StoreError.
+    caller that runs statements in parallel uses another lane. Raises StoreError.
     """
     dsn = settings.effective_clickhouse_dsn
     try:

@@ -136,7 +136,7 @@ def _is_absent(value: Any) -> bool:
 
 
 def minimum_of(field: dict[str, Any]) -> int | None:
-    """The lowest value an integer field accepts (`wehub_minimum`), or None when any value fits."""
+    """Return the lowest value an integer field accepts (`wehub_minimum`), or None when any value fits."""
     bound = field.get("wehub_minimum")
     return None if bound is None else int(bound)
 

@@ -273,6 +273,8 @@ class Runner:
         self._bulk = bulk if not self._ordered and self._before_insert is None else None
         # Records for the bulk path, undecoded (aiokafka ConsumerRecords).
         self._raw: list[Any] = []
+        # The bulk path's outcome for the batch being inserted: its records and those left to decode.
+        self._bulk_done: tuple[list[Any], list[Event]] | None = None
         self._producer: Any = None
         self.inserted_events = 0
         # perf_counter() when the first record arrived, for benchmarks.
@@ -519,6 +521,7 @@ class Runner:
                             self.name, len(offsets), type(error).__name__)
                 self.processor.reset()
             self.inserted_events += count
+            self._bulk_done = None
             log.debug("consumer %s flushed %d events", self.name, count)
             # Freed before the collector may run again, so that it does not traverse the batch.
             del events, raw
@@ -609,17 +612,23 @@ class Runner:
         Poison records among them go to the dead-letter topic before the batch is committed.
         """
         assert self._bulk is not None
+        if self._bulk_done is not None and self._bulk_done[0] is raw:
+            # A retry of the batch: its bulk insert succeeded or was rejected already, so neither
+            # the insert nor the dead letters are repeated.
+            return self._bulk_done[1]
+        python_path = raw
         try:
             left = await asyncio.to_thread(self._bulk.insert, self.client, self.database,
                                            [message.value for message in raw])
-            raw = [raw[index] for index in left]
+            python_path = [raw[index] for index in left]
         except StoreError as error:
             if error.retriable:
                 raise
             log.warning("consumer %s: ClickHouse rejected %d records on the bulk path (%s), decoding them "
                         "one by one", self.name, len(raw), error)
-        events = [event for event in map(self._decode_or_bury, raw) if event is not None]
+        events = [event for event in map(self._decode_or_bury, python_path) if event is not None]
         await self._send_dead_letters(self._producer)
+        self._bulk_done = (raw, events)
         return events
 
     def _insert_tables(self, tables: list[Rows]) -> None:

@@ -33,7 +33,10 @@ WXID_NOT_WHITELISTED = ErrorCode(1203, "wxid_not_whitelisted", 403)
 KAFKA_UNAVAILABLE = ErrorCode(1301, "kafka_unavailable", 503)
 OVERLOADED = ErrorCode(1302, "overloaded", 503)
 UPLOAD_UNAVAILABLE = ErrorCode(1401, "upload_unavailable", 404)
+ADMIN_API_DISABLED = ErrorCode(1204, "admin_api_disabled", 403)
+BAD_ADMIN_TOKEN = ErrorCode(1205, "bad_admin_token", 401)
 TASK_SOURCE_FAILED = ErrorCode(1501, "task_source_failed", 503)
+ACCOUNTS_UNREADABLE = ErrorCode(1502, "accounts_unreadable", 503)
 NOT_FOUND = ErrorCode(1601, "not_found", 404)
 METHOD_NOT_ALLOWED = ErrorCode(1602, "method_not_allowed", 405)
 INTERNAL_ERROR = ErrorCode(1900, "internal_error", 500)
@@ -50,10 +53,13 @@ ALL_CODES: tuple[ErrorCode, ...] = (
     UNKNOWN_APPID,
     BAD_TOKEN,
     WXID_NOT_WHITELISTED,
+    ADMIN_API_DISABLED,
+    BAD_ADMIN_TOKEN,
     KAFKA_UNAVAILABLE,
     OVERLOADED,
     UPLOAD_UNAVAILABLE,
     TASK_SOURCE_FAILED,
+    ACCOUNTS_UNREADABLE,
     NOT_FOUND,
     METHOD_NOT_ALLOWED,
     INTERNAL_ERROR,

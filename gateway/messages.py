@@ -67,6 +67,18 @@ CATALOG = Catalog(
             "en": "file uploads are not enabled on this server",
             "zh-CN": "此服务器未启用文件上传",
         },
+        "admin_api_disabled": {
+            "en": "POST /api/tasks is disabled: set WEHUB_ADMIN_TOKEN on the gateway to enable it",
+            "zh-CN": "POST /api/tasks 已关闭：请在网关上设置 WEHUB_ADMIN_TOKEN 以启用",
+        },
+        "bad_admin_token": {
+            "en": "the Authorization header is missing or its Bearer token is wrong",
+            "zh-CN": "缺少 Authorization 请求头，或其中的 Bearer 令牌错误",
+        },
+        "accounts_unreadable": {
+            "en": "the accounts file cannot be read: fix it on the gateway, then submit again",
+            "zh-CN": "无法读取账号文件：请在网关上修正后重新提交",
+        },
         "task_source_failed": {
             "en": "the task service failed ({detail}): the next pull_task will try again",
             "zh-CN": "任务服务出错（{detail}）：下一次 pull_task 会重试",

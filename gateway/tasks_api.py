@@ -17,7 +17,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from gateway import errors
 from gateway.accounts import AccountsError, read_apps
+from gateway.messages import CATALOG as MESSAGES
 from gateway.publisher import Publisher, PublishError, Record
 from schemas import topics
 from schemas.codec import CODEC
@@ -29,26 +31,15 @@ log = logging.getLogger(__name__)
 MAX_TASKS_PER_REQUEST = 10_000
 SOURCE = "api"
 
-_AUTH_MESSAGES = {
-    "disabled": {"en": "POST /api/tasks is disabled: set WEHUB_ADMIN_TOKEN on the gateway to enable it",
-                 "zh-CN": "POST /api/tasks 已关闭：请在网关上设置 WEHUB_ADMIN_TOKEN 以启用"},
-    "unauthorized": {"en": "the Authorization header is missing or its Bearer token is wrong",
-                     "zh-CN": "缺少 Authorization 请求头，或其中的 Bearer 令牌错误"},
-    "unavailable": {"en": "the tasks could not be stored ({detail}): nothing was submitted, try again",
-                    "zh-CN": "任务未能保存（{detail}）：没有任何任务被提交，请重试"},
-    "accounts": {"en": "the accounts file cannot be read: fix it on the gateway, then submit again",
-                 "zh-CN": "无法读取账号文件：请在网关上修正后重新提交"},
-}
+_UNAVAILABLE = {"en": "the tasks could not be stored ({detail}): nothing was submitted, try again",
+                "zh-CN": "任务未能保存（{detail}）：没有任何任务被提交，请重试"}
 
 
-def _message(locale: str, code: str, **params: Any) -> str:
-    texts = _AUTH_MESSAGES[code]
-    return (texts.get(locale) or texts["en"]).format(**params)
-
-
-def _refusal(status: int, reason: str, **extra: Any) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error_reason": reason, **extra}, status_code=status, headers=headers)
+def _refusal(code: errors.ErrorCode, reason: str, **extra: Any) -> JSONResponse:
+    """The answer to a rejected submission: the error code, its HTTP status and the reason."""
+    headers = {"WWW-Authenticate": "Bearer"} if code.status == 401 else None
+    body = {"error_code": code.number, "error_reason": reason, **extra}
+    return JSONResponse(body, status_code=code.status, headers=headers)
 
 
 class _Refused(Exception):
@@ -88,27 +79,28 @@ def task_routes(settings: Settings, publisher: Publisher) -> list[BaseRoute]:
     def authorized(request: Request) -> JSONResponse | None:
         token = str(settings.admin_token)
         if not token:
-            return _refusal(403, _message(locale, "disabled"))
+            return _refusal(errors.ADMIN_API_DISABLED, MESSAGES.render("admin_api_disabled", locale))
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            return _refusal(401, _message(locale, "unauthorized"))
+            return _refusal(errors.BAD_ADMIN_TOKEN, MESSAGES.render("bad_admin_token", locale))
         return None
 
     async def read_items(request: Request) -> list[Any]:
         body = await request.body()
         if len(body) > body_limit:
-            raise _Refused(_refusal(413, CATALOG.render("body_too_large", locale, size=len(body), limit=body_limit)))
+            raise _Refused(_refusal(errors.BODY_TOO_LARGE,
+                                    CATALOG.render("body_too_large", locale, size=len(body), limit=body_limit)))
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError as error:
             reason = CATALOG.render("not_json", locale, field="body", detail=str(error)[:60])
-            raise _Refused(_refusal(400, reason, field="body")) from None
+            raise _Refused(_refusal(errors.INVALID_JSON, reason, field="body")) from None
         items = document if isinstance(document, list) else [document]
         if len(items) > MAX_TASKS_PER_REQUEST:
             reason = CATALOG.render("too_many_tasks", locale, field="body", value=len(items),
                                     limit=MAX_TASKS_PER_REQUEST)
-            raise _Refused(_refusal(400, reason, field="body"))
+            raise _Refused(_refusal(errors.INVALID_FIELD, reason, field="body"))
         return items
 
     async def submit(request: Request) -> JSONResponse:
@@ -123,15 +115,16 @@ def task_routes(settings: Settings, publisher: Publisher) -> list[BaseRoute]:
             return refusal.response
         except AccountsError:
             log.exception("POST /api/tasks cannot read the accounts file")
-            return _refusal(503, _message(locale, "accounts"))
+            return _refusal(errors.ACCOUNTS_UNREADABLE, MESSAGES.render("accounts_unreadable", locale))
         except _InvalidItem as invalid:
             reason = invalid.error.render(locale)
-            return _refusal(400, reason, field=invalid.error.field, index=invalid.index)
+            return _refusal(errors.INVALID_FIELD, reason, field=invalid.error.field, index=invalid.index)
 
         try:
             await publisher.publish(records)
         except PublishError as error:
-            return _refusal(503, _message(locale, "unavailable", detail=error.detail))
+            unavailable = (_UNAVAILABLE.get(locale) or _UNAVAILABLE["en"]).format(detail=error.detail)
+            return _refusal(error.code, unavailable)
         log.info("%d tasks submitted through the API", len(records))
         return JSONResponse({"task_ids": [record.key.decode() for record in records]})
 

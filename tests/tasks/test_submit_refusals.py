@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from gateway import errors
 from schemas import topics
 from tests.tasks.conftest import ADMIN_TOKEN, read_topic, running_gateway, send_task
 from wehub.settings import Settings
@@ -38,6 +39,7 @@ async def test_api_refuses_invalid_task_naming_field(
         valid = send_task(bot, "room@chatroom", "fine")
         answer = await client.post("/api/tasks", json=[valid, {"bot_wxid": bot, **task}], headers=AUTH)
     assert answer.status_code == 400
+    assert answer.json()["error_code"] == errors.INVALID_FIELD.number
     assert answer.json()["field"] == field
     assert answer.json()["index"] == 1
     assert field in answer.json()["error_reason"]
@@ -62,6 +64,7 @@ async def test_api_refuses_missing_or_wrong_token(
         answer = await client.post("/api/tasks", json=send_task(sample_accounts["wxids"][0], "a", "b"),
                                    headers=headers)
     assert answer.status_code == 401
+    assert answer.json()["error_code"] == errors.BAD_ADMIN_TOKEN.number
     assert ADMIN_TOKEN not in answer.text
 
 
@@ -72,6 +75,7 @@ async def test_api_is_disabled_without_admin_token(
         answer = await client.post("/api/tasks", json=send_task(sample_accounts["wxids"][0], "a", "b"),
                                    headers={"Authorization": "Bearer "})
     assert answer.status_code == 403
+    assert answer.json()["error_code"] == errors.ADMIN_API_DISABLED.number
 
 
 async def test_api_answers_in_chinese_when_locale_is_zh_cn(

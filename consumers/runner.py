@@ -366,6 +366,8 @@ class Runner:
             _COLLECTOR.hold()
             self._collector_held = True
         for partition, messages in batches.items():
+            if not messages:
+                continue
             if self._bulk is None:
                 for message in messages:
                     self._take(partition, message)

@@ -161,6 +161,8 @@ class MessagesBulk:
             self._second_client = self._make_second_client()
         second = self._second_client
         half = len(values) // 2
+        # NOTE: of two records with the same msg_id in one batch, which one's event_id and
+        # received_at the table keeps depends on which half commits its part last.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             second_left = pool.submit(self._insert_part, second, database, values[half:], half)
             left = self._insert_part(client, database, values[:half], 0)

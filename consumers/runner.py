@@ -537,24 +537,28 @@ class Runner:
             _COLLECTOR.release()
 
     async def _send_dead_letters(self, producer: Any) -> None:
+        """Send the queued dead letters; those queued meanwhile (by reading ahead) wait for the next call."""
         if not self._dead:
             return
+        letters, self._dead = self._dead, []
         now = time.monotonic()
         while self._dead_times and now - self._dead_times[0] > DEAD_LETTER_WINDOW_S:
             self._dead_times.popleft()
-        if len(self._dead_times) + len(self._dead) > self._dead_letter_cap:
+        if len(self._dead_times) + len(letters) > self._dead_letter_cap:
+            self._dead = letters + self._dead
             raise DeadLetterRateExceeded(
-                f"consumer {self.name} stopped: {len(self._dead_times) + len(self._dead)} dead letters within a "
+                f"consumer {self.name} stopped: {len(self._dead_times) + len(letters)} dead letters within a "
                 f"minute exceed WEHUB_DEAD_LETTER_MAX_PER_MINUTE={self._dead_letter_cap}; check the producer of "
                 f"the topics, then restart the consumer")
         topic = self.settings.topic(topics.DEAD_LETTER)
         try:
-            sends = [await producer.send(topic, letter.value, key=letter.key) for letter in self._dead]
+            sends = [await producer.send(topic, letter.value, key=letter.key) for letter in letters]
             await asyncio.gather(*sends)
         except KafkaError as error:
+            # Sent again with the next call: a dead letter may arrive twice, but none is lost.
+            self._dead = letters + self._dead
             raise kafka.translate(error, "sending dead letters") from None
-        self._dead_times.extend([now] * len(self._dead))
-        self._dead = []
+        self._dead_times.extend([now] * len(letters))
 
     async def _insert_reading_ahead(self, consumer: Any, events: list[Event], raw: list[Any]) -> None:
         """Insert `events` and the bulk path's `raw` records while reading the next batch.
@@ -614,24 +618,23 @@ class Runner:
         Poison records among them go to the dead-letter topic before the batch is committed.
         """
         assert self._bulk is not None
-        if self._bulk_done is not None and self._bulk_done[0] is raw:
-            # A retry of the batch: its bulk insert succeeded or was rejected already, so neither
-            # the insert nor the dead letters are repeated.
-            return self._bulk_done[1]
-        python_path = raw
-        try:
-            left = await asyncio.to_thread(self._bulk.insert, self.client, self.database,
-                                           [message.value for message in raw])
-            python_path = [raw[index] for index in left]
-        except StoreError as error:
-            if error.retriable:
-                raise
-            log.warning("consumer %s: ClickHouse rejected %d records on the bulk path (%s), decoding them "
-                        "one by one", self.name, len(raw), error)
-        events = [event for event in map(self._decode_or_bury, python_path) if event is not None]
+        if self._bulk_done is None or self._bulk_done[0] is not raw:
+            python_path = raw
+            try:
+                left = await asyncio.to_thread(self._bulk.insert, self.client, self.database,
+                                               [message.value for message in raw])
+                python_path = [raw[index] for index in left]
+            except StoreError as error:
+                if error.retriable:
+                    raise
+                log.warning("consumer %s: ClickHouse rejected %d records on the bulk path (%s), decoding them "
+                            "one by one", self.name, len(raw), error)
+            # In a thread, so that the event loop keeps reading while a whole batch is decoded.
+            decoded = await asyncio.to_thread(lambda: list(map(self._decode_or_bury, python_path)))
+            # A retry of the batch repeats neither the bulk insert nor the decoding (nor its dead letters).
+            self._bulk_done = (raw, [event for event in decoded if event is not None])
         await self._send_dead_letters(self._producer)
-        self._bulk_done = (raw, events)
-        return events
+        return self._bulk_done[1]
 
     def _insert_tables(self, tables: list[Rows]) -> None:
         for rows in tables:

@@ -125,6 +125,8 @@ class CallbackHandler:
         self._unknown_topic = settings.topic(topics.UNKNOWN_ACTION)
         self._metric_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         self._polls_in_flight: set[asyncio.Task[None]] = set()
+        # At most a quarter of the publisher's slots go to pull_task events, which no client waits for.
+        self._max_polls_in_flight = max(1, publisher.max_in_flight // 4)
         # The websocket transport sets this to add `extension_protocol` to login_ack data.
         self.login_extension: Callable[[App, str], dict[str, Any] | None] | None = None
 
@@ -365,6 +367,11 @@ class CallbackHandler:
             ) from None
 
     def _publish_poll(self, envelope: events.Envelope, values: list[bytes]) -> None:
+        if len(self._polls_in_flight) >= self._max_polls_in_flight:
+            # Kafka is slow: polls must not take the publisher's slots that other events wait for.
+            metrics.POLLS_NOT_STORED.inc()
+            log.debug("pull_task event not stored, too many polls in flight", extra={"event_id": envelope.event_id})
+            return
         records = [Record(self._topics[envelope.action], envelope.bot_wxid.encode(), value) for value in values]
         publishing = asyncio.create_task(self.publisher.publish(records))
         self._polls_in_flight.add(publishing)
@@ -374,8 +381,9 @@ class CallbackHandler:
             error = None if task.cancelled() else task.exception()
             if task.cancelled() or error is not None:
                 metrics.POLLS_NOT_STORED.inc()
+                reason = "cancelled" if error is None else getattr(error, "detail", type(error).__name__)
                 log.warning("pull_task event not stored, Kafka did not acknowledge",
-                            extra={"event_id": envelope.event_id, "reason": getattr(error, "detail", "cancelled")})
+                            extra={"event_id": envelope.event_id, "reason": reason})
 
         publishing.add_done_callback(done)
 

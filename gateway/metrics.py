@@ -82,9 +82,9 @@ PRODUCER_RESTARTS = Counter(
 )
 KAFKA_READY = Gauge(
     "wehub_gateway_kafka_ready",
-    "1 when the last readiness check reached Kafka, else 0 (with several workers, the lowest).",
+    "1 when the last readiness check reached Kafka, else 0 (with several workers, the latest check of any).",
     registry=REGISTRY,
-    multiprocess_mode="livemin",
+    multiprocess_mode="mostrecent",
 )
 
 

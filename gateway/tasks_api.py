@@ -33,10 +33,13 @@ SOURCE = "api"
 
 _UNAVAILABLE = {"en": "the tasks could not be stored ({detail}): nothing was submitted, try again",
                 "zh-CN": "任务未能保存（{detail}）：没有任何任务被提交，请重试"}
+_TOO_LARGE = {"en": "a task is larger than a Kafka record may be ({detail}): nothing was submitted, "
+                    "make its task_dict smaller",
+              "zh-CN": "有任务超过 Kafka 单条记录的上限（{detail}）：没有任何任务被提交，请减小其 task_dict"}
 
 
 def _refusal(code: errors.ErrorCode, reason: str, **extra: Any) -> JSONResponse:
-    """The answer to a rejected submission: the error code, its HTTP status and the reason."""
+    """Build the response to a rejected submission: the error code, its HTTP status and the reason."""
     headers = {"WWW-Authenticate": "Bearer"} if code.status == 401 else None
     body = {"error_code": code.number, "error_reason": reason, **extra}
     return JSONResponse(body, status_code=code.status, headers=headers)
@@ -123,8 +126,8 @@ def task_routes(settings: Settings, publisher: Publisher) -> list[BaseRoute]:
         try:
             await publisher.publish(records)
         except PublishError as error:
-            unavailable = (_UNAVAILABLE.get(locale) or _UNAVAILABLE["en"]).format(detail=error.detail)
-            return _refusal(error.code, unavailable)
+            texts = _TOO_LARGE if error.code is errors.RECORD_TOO_LARGE else _UNAVAILABLE
+            return _refusal(error.code, (texts.get(locale) or texts["en"]).format(detail=error.detail))
         log.info("%d tasks submitted through the API", len(records))
         return JSONResponse({"task_ids": [record.key.decode() for record in records]})
 

@@ -1,0 +1,57 @@
+"""A publish that Kafka never acknowledges fails with a timeout; cancelling it from outside still cancels it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from gateway import errors
+from gateway.publisher import Publisher, PublishError, Record
+from wehub.settings import Settings
+
+RECORD = Record("topic", b"bot", b"value")
+
+
+class SilentProducer:
+    """A started producer whose sends are never acknowledged."""
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None) -> Any:
+        await asyncio.Event().wait()
+
+
+def _publisher(settings: Settings) -> Publisher:
+    return Publisher(settings.with_overrides(kafka_timeout_s=0.3), factory=lambda _: SilentProducer())  # type: ignore[arg-type,return-value]
+
+
+async def test_unacknowledged_publish_times_out(pipeline_settings: Settings) -> None:
+    publisher = _publisher(pipeline_settings)
+    started = time.monotonic()
+
+    with pytest.raises(PublishError) as raised:
+        await publisher.publish([RECORD])
+
+    assert raised.value.code is errors.KAFKA_UNAVAILABLE
+    assert "no acknowledgement within 0.3 s" in raised.value.detail
+    assert 0.3 <= time.monotonic() - started < 2.0
+    await publisher.stop()
+
+
+async def test_cancelled_publish_stays_cancelled(pipeline_settings: Settings) -> None:
+    publisher = _publisher(pipeline_settings)
+    publishing = asyncio.ensure_future(publisher.publish([RECORD]))
+    await asyncio.sleep(0.05)
+
+    publishing.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await publishing
+    await publisher.stop()

@@ -21,6 +21,8 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from schemas.writer import NotCompiled, Write, compile_writer
+
 SCHEMA_DIR = Path(__file__).resolve().parent / "avro"
 MARKER = b"\xc3\x01"
 HEADER_BYTES = 10
@@ -84,12 +86,13 @@ def _expand(  # noqa: PLR0911 - one return per kind of Avro schema node
 
 @dataclass(frozen=True)
 class Schema:
-    """One top-level schema: its full name, expanded JSON, fastavro form and fingerprint."""
+    """One top-level schema: its full name, expanded JSON, fastavro form, fingerprint and compiled encoder."""
 
     name: str
     raw: dict[str, Any]
     parsed: Any
     fingerprint: bytes
+    write: Write | None = None
 
 
 class Codec:
@@ -106,7 +109,11 @@ class Codec:
             parsed = fastavro.parse_schema(raw)
             canonical = to_parsing_canonical_form(parsed)
             digest = int(fingerprint(canonical, "CRC-64-AVRO"), 16).to_bytes(8, "little")
-            schema = Schema(name, raw, parsed, digest)
+            try:
+                write: Write | None = compile_writer(raw)
+            except NotImplementedError:
+                write = None
+            schema = Schema(name, raw, parsed, digest, write)
             self._by_name[name] = schema
             self._by_fingerprint[digest] = schema
 
@@ -122,6 +129,13 @@ class Codec:
     def encode(self, name: str, record: dict[str, Any]) -> bytes:
         """Encode `record` with schema `name`; raises ValueError or TypeError when it does not fit."""
         schema = self.schema(name)
+        if schema.write is not None:
+            out = bytearray(MARKER + schema.fingerprint)
+            try:
+                schema.write(out, record)
+                return bytes(out)
+            except NotCompiled:
+                pass
         buffer = io.BytesIO()
         buffer.write(MARKER)
         buffer.write(schema.fingerprint)

@@ -20,22 +20,12 @@ import os
 from collections.abc import Sequence
 
 from schemas.codec import HEADER_BYTES, MARKER, Schema
+from schemas.writer import zigzag_varint
 
 FRAME_FIELD = "frame"
 SYNC_BYTES = 16
 # Block prefixes (object count 1, then the byte size) are made ahead for sizes below this.
 _TABLE_SIZES = 1 << 16
-
-
-def zigzag_varint(value: int) -> bytes:
-    """Encode an Avro long: zig-zag, then 7 bits a byte, low bits first."""
-    number = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while number & ~0x7F:
-        out.append((number & 0x7F) | 0x80)
-        number >>= 7
-    out.append(number)
-    return bytes(out)
 
 
 def _avro_bytes(value: bytes) -> bytes:

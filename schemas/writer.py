@@ -23,7 +23,8 @@ class NotCompiled(Exception):
     """The compiled encoder does not take this value: encode it with fastavro instead."""
 
 
-def _zigzag(value: int) -> bytes:
+def zigzag_varint(value: int) -> bytes:
+    """Encode an Avro long: zig-zag, then 7 bits a byte, low bits first."""
     number = (value << 1) ^ (value >> 63)
     out = bytearray()
     while number & ~0x7F:
@@ -34,36 +35,37 @@ def _zigzag(value: int) -> bytes:
 
 
 # Varints of the small lengths and numbers most values have, made once.
-_SMALL = [_zigzag(number) for number in range(4096)]
+_SMALL = [zigzag_varint(number) for number in range(4096)]
 
 
 def _write_long(out: bytearray, value: Any) -> None:
     if type(value) is not int or not _LONG_MIN <= value <= _LONG_MAX:
         raise NotCompiled
-    out += _SMALL[value] if 0 <= value < 4096 else _zigzag(value)
+    out += _SMALL[value] if 0 <= value < 4096 else zigzag_varint(value)
 
 
 def _write_int(out: bytearray, value: Any) -> None:
     if type(value) is not int or not _INT_MIN <= value <= _INT_MAX:
         raise NotCompiled
-    out += _SMALL[value] if 0 <= value < 4096 else _zigzag(value)
+    out += _SMALL[value] if 0 <= value < 4096 else zigzag_varint(value)
+
+
+def _write_sized(out: bytearray, data: bytes) -> None:
+    size = len(data)
+    out += _SMALL[size] if size < 4096 else zigzag_varint(size)
+    out += data
 
 
 def _write_string(out: bytearray, value: Any) -> None:
     if type(value) is not str:
         raise NotCompiled
-    encoded = value.encode()
-    size = len(encoded)
-    out += _SMALL[size] if size < 4096 else _zigzag(size)
-    out += encoded
+    _write_sized(out, value.encode())
 
 
 def _write_bytes(out: bytearray, value: Any) -> None:
     if type(value) is not bytes:
         raise NotCompiled
-    size = len(value)
-    out += _SMALL[size] if size < 4096 else _zigzag(size)
-    out += value
+    _write_sized(out, value)
 
 
 def _write_boolean(out: bytearray, value: Any) -> None:
@@ -143,7 +145,7 @@ def _array(node: dict[str, Any]) -> Write:
         if type(value) is not list:
             raise NotCompiled
         if value:
-            out += _zigzag(len(value))
+            out += zigzag_varint(len(value))
             for item in value:
                 write_item(out, item)
         out += b"\x00"
@@ -152,7 +154,7 @@ def _array(node: dict[str, Any]) -> Write:
 
 
 def _enum(node: dict[str, Any]) -> Write:
-    indexes = {symbol: _zigzag(index) for index, symbol in enumerate(node["symbols"])}
+    indexes = {symbol: zigzag_varint(index) for index, symbol in enumerate(node["symbols"])}
 
     def write(out: bytearray, value: Any) -> None:
         if type(value) is not str or value not in indexes:

@@ -26,7 +26,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from consumers.clickhouse import Rows, insert, make_client
-from consumers.messages import COLUMNS, MessagesBulk, MessagesProcessor, message_row
+from consumers.messages import COLUMNS, PARSED_RAW_MSG_SIGNS, MessagesBulk, MessagesProcessor, message_row
 from consumers.query import run_query
 from consumers.runner import Runner, collector_paused, millis
 from schemas import topics
@@ -170,7 +170,7 @@ def _time_stages(settings: Settings, values: list[bytes]) -> Stages:
     started = time.perf_counter()
     accepted = [value for value in values if bulk.accepts(value)]
     container = writer.container(accepted)
-    writer.records_holding(container, accepted, (b"appmsg", b"username"))
+    writer.records_holding(container, accepted, PARSED_RAW_MSG_SIGNS)
     container_s = time.perf_counter() - started
     started = time.perf_counter()
     bulk.insert(client, database, accepted)

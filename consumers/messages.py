@@ -116,7 +116,7 @@ def message_row(record: dict[str, Any]) -> tuple[Any, ...]:
 INTAKE_TABLE = "messages_intake"
 # A record holding none of these has no raw_msg that parses_raw_msg would parse: no
 # `<appmsg>`, and no card (a card's raw_msg has a `username` attribute).
-_PARSED_RAW_MSG_SIGNS = (b"appmsg", b"username")
+PARSED_RAW_MSG_SIGNS = (b"appmsg", b"username")
 # One insert keeps about one core busy, so a large batch goes in as two halves at once on two
 # connections: 50,000 report_new_msg rows took 2.0 µs a row instead of 3.3 to 4.2 (embedded
 # ClickHouse, 2 cores, consumers/migrations/070_messages_intake.sql).
@@ -170,7 +170,7 @@ class MessagesBulk:
 
     def _insert_part(self, client: Client, database: str, values: list[bytes], offset: int) -> list[int]:
         container = self._writer.container(values)
-        left = self._writer.records_holding(container, values, _PARSED_RAW_MSG_SIGNS)
+        left = self._writer.records_holding(container, values, PARSED_RAW_MSG_SIGNS)
         if left:
             skipped = set(left)
             container = self._writer.container([value for index, value in enumerate(values) if index not in skipped])

@@ -23,6 +23,7 @@ from gateway.messages import CATALOG as MESSAGES
 from gateway.publisher import Publisher, PublishError, Record
 from schemas import topics
 from schemas.codec import CODEC
+from wehub.i18n import Catalog
 from wehub.settings import Settings
 from wehub.task_validation import CATALOG, TaskInvalid, check_account, now_ms, only_appid, parse_submission
 
@@ -31,11 +32,14 @@ log = logging.getLogger(__name__)
 MAX_TASKS_PER_REQUEST = 10_000
 SOURCE = "api"
 
-_UNAVAILABLE = {"en": "the tasks could not be stored ({detail}): nothing was submitted, try again",
-                "zh-CN": "任务未能保存（{detail}）：没有任何任务被提交，请重试"}
-_TOO_LARGE = {"en": "a task is larger than a Kafka record may be ({detail}): nothing was submitted, "
-                    "make its task_dict smaller",
-              "zh-CN": "有任务超过 Kafka 单条记录的上限（{detail}）：没有任何任务被提交，请减小其 task_dict"}
+# Why Kafka did not take a submission, by whether a record was too large or Kafka unavailable.
+_PUBLISH_FAILURES = Catalog({
+    "unavailable": {"en": "the tasks could not be stored ({detail}): nothing was submitted, try again",
+                    "zh-CN": "任务未能保存（{detail}）：没有任何任务被提交，请重试"},
+    "too_large": {"en": "a task is larger than a Kafka record may be ({detail}): nothing was submitted, "
+                        "make its task_dict smaller",
+                  "zh-CN": "有任务超过 Kafka 单条记录的上限（{detail}）：没有任何任务被提交，请减小其 task_dict"},
+})
 
 
 def _refusal(code: errors.ErrorCode, reason: str, **extra: Any) -> JSONResponse:
@@ -126,8 +130,8 @@ def task_routes(settings: Settings, publisher: Publisher) -> list[BaseRoute]:
         try:
             await publisher.publish(records)
         except PublishError as error:
-            texts = _TOO_LARGE if error.code is errors.RECORD_TOO_LARGE else _UNAVAILABLE
-            return _refusal(error.code, (texts.get(locale) or texts["en"]).format(detail=error.detail))
+            failure = "too_large" if error.code is errors.RECORD_TOO_LARGE else "unavailable"
+            return _refusal(error.code, _PUBLISH_FAILURES.render(failure, locale, detail=error.detail))
         log.info("%d tasks submitted through the API", len(records))
         return JSONResponse({"task_ids": [record.key.decode() for record in records]})
 

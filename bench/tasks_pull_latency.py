@@ -7,8 +7,8 @@ then bots pull. Phases, each bounded:
 1. first pull of a bot: no claim yet, so the replica claims and waits to read the claim back;
 2. later pulls: the task was claimed ahead when the previous one went out (the common case);
 3. the same later pulls as whole pull_task requests through the ASGI app, which adds parsing
-   and publishing the pull_task event to Kafka (acks=all), first `--concurrency` at a time as
-   fast as answered, then in an open loop at the rate of every bot polling every 10 s, then 5 s.
+   and publishing the pull_task event to Kafka (acks=all). They run first `--concurrency` at a
+   time with no pause, then in an open loop at the rate of every bot polling every 10 s, then 5 s.
 Memory is the growth of the resident set while the app reads the tasks, divided by their number.
 
     python -m bench.tasks_pull_latency [--bots 10000] [--tasks 100000] [--pulls 20000]
@@ -109,7 +109,7 @@ async def timed_calls(
 
 async def paced_calls(call: Callable[[str], Awaitable[bool]], bots: list[str], rate: float,
                       deadline: float) -> tuple[list[float], int]:
-    """Start `call(bot)` for each bot at `rate` a second, whatever the answers (an open loop).
+    """Start `call(bot)` for each bot at `rate` a second, whether or not earlier calls returned (an open loop).
 
     A latency counts from the moment a call was due, so a late start counts against the server.
     """
@@ -255,8 +255,9 @@ def report(results: dict[str, Any], arguments: argparse.Namespace) -> str:
         "",
         f"- A whole pull_task request with {arguments.bots:,} bots polling every {target_interval_s:.0f} s, p99 "
         f"**{paced_p99:.2f} ms** (target under {TARGET_P99_MS:.0f} ms: {verdict}). Open loop: each request starts "
-        "when it is due, whatever the answers, and its latency counts from then. A poll is answered without "
-        "waiting for Kafka to acknowledge its pull_task event (the one event the gateway answers before the "
+        "when it is due, whether or not earlier ones returned, and its latency counts from then. The gateway "
+        "responds to a poll without "
+        "waiting for Kafka to acknowledge its pull_task event (the one event it responds to before the "
         "acknowledgement; a task it hands out was claimed through Kafka before).",
         "- As fast as answered, the work a request leaves behind (its pull_task event, the dispatch record, the "
         "claim of the bot's next task) piles up behind the measured requests, so that phase shows no "

@@ -219,8 +219,9 @@ class CallbackHandler:
             ) from None
         values = self._encode(envelope, record, ack_type)
         if action == "pull_task":
-            # The one event answered before Kafka acknowledges it: a poll carries no data, and a
-            # task it hands out was claimed through Kafka before. Waiting would double its latency.
+            # The one event the gateway responds to before Kafka acknowledges it: a poll carries no
+            # data, and a task it hands out was claimed through Kafka before. Waiting for the
+            # acknowledgement had put the pull_task benchmark's p99 near 10 ms.
             self._publish_poll(envelope, values)
         else:
             await self._publish(envelope, values, ack_type, self._topics[action])

@@ -7,7 +7,7 @@ their single-object frame: the container's schema is the writer schema with a le
 a record, and the reader can check that every record it decoded starts where a frame starts.
 
 Every record is a block of its own, followed by the sync marker. A reader checks the marker
-after each block, so a record that has bytes left over cannot shift the records after it; the
+after each block, so a record that has bytes left over cannot shift the records after it. The
 leftover bytes are skipped, as the single-object decoder skips them.
 """
 

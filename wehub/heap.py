@@ -1,8 +1,8 @@
 """Keeping Python's cyclic garbage collector off a long-running server's long-lived objects.
 
-A gateway holds one object per pending task for as long as it runs. With 100,000 pending
+A gateway keeps one object per pending task for as long as it runs. With 100,000 pending
 tasks, each full collection took 100 to 170 ms of the event loop, several times a second under
-load, and found nothing to free; the pull_task benchmark's p99 was that pause. `settle()`
+load, and found nothing to free. The pull_task benchmark's p99 was that pause. `settle()`
 collects once, then freezes the survivors (gc.freeze): later collections skip them. Freezing
 is undone and redone every FULL_COLLECTION_INTERVAL_S, so cyclic garbage made by objects that
 were alive at a freeze is collected then, not kept for good.

@@ -48,7 +48,7 @@ async def test_unreachable_kafka_gives_error_code(
     assert alive.status_code == 200
 
 
-async def test_poll_answered_while_kafka_unreachable_and_unstored_event_counted(
+async def test_poll_served_while_kafka_unreachable(
     unreachable_settings: Settings, sample_accounts: dict[str, Any]
 ) -> None:
     unstored_before = metrics.POLLS_NOT_STORED._value.get()

@@ -85,7 +85,7 @@ async def test_two_replicas_without_claim_ahead_hand_out_each_task_once(
         received: list[str] = []
         polls = 0
         deadline = time.monotonic() + WAIT_S
-        # Polls are answered at once, so they pause as WeHub's do while the tasks reach both views.
+        # The gateway responds to polls at once, so they pause as WeHub's do while the tasks reach both views.
         while len(received) < len(submitted) and time.monotonic() < deadline:
             data = await pull((first, second)[polls % 2], appid, bot)
             polls += 1

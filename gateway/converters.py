@@ -1,9 +1,10 @@
 """`schemas.normalize.to_record`, compiled once per schema for the gateway's hot path.
 
 The generic normalizer walks the schema's JSON for every value; here each field's checks are
-worked out once, at import, so a report_new_msg is typed several times faster. The result and
-the FieldError (path, value, expected) are the same as `to_record`'s for every input:
-tests/gateway/test_converters.py compares both on the sample corpus and on crafted values.
+worked out once, at import, into one generated function per record, so a report_new_msg is
+typed several times faster. The result and the FieldError (path, value, expected) are the same
+as `to_record`'s for every input: tests/gateway/test_converters.py compares both on the sample
+corpus and on crafted values.
 """
 
 from __future__ import annotations
@@ -13,7 +14,18 @@ from typing import Any
 
 import orjson
 
-from schemas.normalize import FieldError, check_minimum, integer_converter, minimum_of, string_converter
+from schemas.normalize import (
+    CONTROL_CHARACTER,
+    INT_MAX,
+    INT_MIN,
+    LONG_MAX,
+    LONG_MIN,
+    FieldError,
+    check_minimum,
+    integer_converter,
+    minimum_of,
+    string_converter,
+)
 
 Convert = Callable[[Any, str], Any]
 
@@ -107,40 +119,100 @@ def _field(field: dict[str, Any]) -> Callable[[Any, bool, str], Any]:
 
 
 def compile_record(schema: dict[str, Any]) -> Convert:
-    """A function equal to `to_record(schema, value, path)` for every value."""
-    plans = []
-    has_extra = False
+    """A function equal to `to_record(schema, value, path)` for every value.
+
+    The generated function takes the values that need no conversion (a str for a string, an int
+    in range for an integer...) as they are, inline, and calls the field's converter for the rest.
+    """
+    plans: list[tuple[str, tuple[str, ...], Callable[[Any, bool, str], Any]]] = []
+    lines = []
+    namespace: dict[str, Any] = {
+        "FieldError": FieldError,
+        "MISSING": _MISSING,
+        "search_control": CONTROL_CHARACTER.search,
+    }
     for field in schema["fields"]:
         name = field["name"]
         if name == "extra":
-            has_extra = True
             continue
-        plans.append((name, tuple(field.get("aliases", ())), _field(field)))
+        index = len(plans)
+        aliases = tuple(field.get("aliases", ()))
+        plans.append((name, aliases, _field(field)))
+        namespace[f"convert{index}"] = plans[-1][2]
+        lines.append(f"    item = value.get({name!r}, MISSING)")
+        for alias in aliases:
+            lines.append("    if item is MISSING:")
+            lines.append(f"        item = value.get({alias!r}, MISSING)")
+        lines.append(f"    if {_as_is_condition(field)}:")
+        lines.append(f"        field{index} = item")
+        lines.append("        used += 1")
+        absent = _absent_value(field)
+        if absent is not None:
+            namespace[f"absent{index}"] = absent[0]
+            lines.append("    elif item is MISSING or item is None:")
+            lines.append(f"        field{index} = {'[]' if absent[0] == [] else f'absent{index}'}")
+            lines.append("        used += item is None")
+        else:
+            lines.append("    elif item is MISSING:")
+            lines.append(f"        field{index} = convert{index}(None, False, prefix + {name!r})")
+        lines.append("    else:")
+        lines.append(f"        field{index} = convert{index}(item, True, prefix + {name!r})")
+        lines.append("        used += 1")
     spellings = [spelling for name, aliases, _ in plans for spelling in (name, *aliases)]
     # Counting the keys used shows whether any is unknown only when no two fields share a spelling.
     count_is_exact = len(spellings) == len(set(spellings))
-
-    def convert(value: Any, path: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise FieldError(path, value, "an object")
-        record: dict[str, Any] = {}
-        used = 0
-        prefix = f"{path}." if path else ""
-        for name, aliases, convert_field in plans:
-            item = value.get(name, _MISSING)
-            if item is _MISSING and aliases:
-                for alias in aliases:
-                    item = value.get(alias, _MISSING)
-                    if item is not _MISSING:
-                        break
-            present = item is not _MISSING
-            used += present
-            record[name] = convert_field(item if present else None, present, prefix + name)
-        if has_extra:
-            record["extra"] = _extra(value, plans) if used < len(value) or not count_is_exact else None
-        return record
-
+    entries = [f"{name!r}: field{index}" for index, (name, _, _) in enumerate(plans)]
+    if any(field["name"] == "extra" for field in schema["fields"]):
+        namespace["extra_of"] = _extra
+        namespace["plans"] = plans
+        unknown = "used < len(value)" if count_is_exact else "True"
+        entries.append(f"'extra': extra_of(value, plans) if {unknown} else None")
+    record = ", ".join(entries)
+    text = "\n".join([
+        "def convert(value, path):",
+        "    if not isinstance(value, dict):",
+        "        raise FieldError(path, value, 'an object')",
+        "    prefix = path + '.' if path else ''",
+        "    used = 0",
+        *lines,
+        f"    return {{{record}}}",
+    ]) + "\n"
+    exec(compile(text, f"<converter of {schema.get('name', 'record')}>", "exec"), namespace)  # noqa: S102
+    convert: Convert = namespace["convert"]
     return convert
+
+
+def _absent_value(field: dict[str, Any]) -> tuple[Any] | None:
+    """The value of an optional field that is missing or null, in a 1-tuple; None for a required field."""
+    if field.get("wehub_required"):
+        return None
+    nullable, kind = _nullable(field["type"])
+    if isinstance(kind, dict) and kind.get("type") == "array":
+        return ([],)
+    return (None if nullable else field.get("default"),)
+
+
+def _as_is_condition(field: dict[str, Any]) -> str:
+    """The test, in Python, that the field's converter would return `item` unchanged; False when unknown."""
+    required = bool(field.get("wehub_required"))
+    _, kind = _nullable(field["type"])
+    if isinstance(kind, dict) and kind.get("logicalType") == "timestamp-millis":
+        kind = "long"
+    if kind in ("int", "long"):
+        low, high = (INT_MIN, INT_MAX) if kind == "int" else (LONG_MIN, LONG_MAX)
+        minimum = minimum_of(field)
+        low = max(low, minimum) if minimum is not None else low
+        return f"type(item) is int and {low} <= item <= {high}"
+    if kind == "string":
+        condition = "type(item) is str"
+        if required:
+            condition += " and item != ''"
+        if field.get("wehub_identifier"):
+            condition += " and search_control(item) is None"
+        return condition
+    if kind == "boolean":
+        return "type(item) is bool"
+    return "False"
 
 
 def _extra(value: dict[str, Any], plans: list[tuple[str, tuple[str, ...], Any]]) -> str | None:

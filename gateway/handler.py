@@ -51,13 +51,14 @@ def new_event_id() -> str:
 
 @dataclass(frozen=True)
 class Answer:
-    """The response to WeHub: the suggested HTTP status and the JSON body."""
+    """The response to WeHub: the suggested HTTP status and the JSON body, encoded once when shared."""
 
     status: int
     payload: dict[str, Any]
+    encoded: bytes | None = None
 
     def body(self) -> bytes:
-        return orjson.dumps(self.payload)
+        return self.encoded if self.encoded is not None else orjson.dumps(self.payload)
 
 
 @dataclass
@@ -87,6 +88,14 @@ def login_signature(wxid: str, nonce: str, secret: str) -> str:
 
 def _ok(ack_type: str, data: dict[str, Any]) -> Answer:
     return Answer(200, {"error_code": 0, "error_reason": "", "ack_type": ack_type, "data": data})
+
+
+def _encoded_once(answer: Answer) -> Answer:
+    return Answer(answer.status, answer.payload, orjson.dumps(answer.payload))
+
+
+# The answer to every report_* action, encoded once. Callers copy a payload before changing it.
+_REPORT_ACK = _encoded_once(_ok(COMMON_ACK, {"reply_task_list": []}))
 
 
 def _is_identifier(value: Any) -> TypeGuard[str]:
@@ -206,7 +215,7 @@ class CallbackHandler:
             await self._publish(
                 envelope, [events.encode_unknown_action(envelope, data)], ack_type, self._unknown_topic
             )
-            return _ok(ack_type, {"reply_task_list": []})
+            return _REPORT_ACK
         try:
             record = events.typed_data(action, data)
         except FieldError as error:
@@ -413,7 +422,7 @@ class CallbackHandler:
             return await self._pull_task(envelope, ack_type)
         if action == "report_task_result":
             await self._task_result(envelope, record)
-        return _ok(ack_type, {"reply_task_list": []})
+        return _REPORT_ACK
 
     async def _pull_task(self, envelope: events.Envelope, ack_type: str) -> Answer:
         try:

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
@@ -51,7 +51,7 @@ def shown_value(value: Any) -> str:
 
 def has_control_character(text: str) -> bool:
     """Tell whether `text` contains an ASCII control character (U+0000-U+001F or U+007F)."""
-    return _CONTROL_CHARACTER.search(text) is not None
+    return CONTROL_CHARACTER.search(text) is not None
 
 
 def _nullable(field_type: Any) -> tuple[bool, Any]:

@@ -124,18 +124,105 @@ def _optional(branches: list[Any]) -> Write:
 
 
 def _record(node: dict[str, Any]) -> Write:
-    fields = [(field["name"], compile_writer(field["type"])) for field in node["fields"]]
+    """Generate one Python function that writes the whole record, nested records and options inline.
 
-    def write(out: bytearray, value: Any) -> None:
-        if type(value) is not dict:
-            raise NotCompiled
-        try:
-            for name, write_field in fields:
-                write_field(out, value[name])
-        except KeyError:
-            raise NotCompiled from None
-
+    One function per record instead of one call per field halved the encoding time of a
+    report_new_msg event (38 fields), because a Python call costs more than the write itself.
+    """
+    source = _RecordSource()
+    source.line(1, "if type(value) is not dict:")
+    source.line(2, "raise NotCompiled")
+    source.line(1, "try:")
+    source.fields(node, "value", 2)
+    source.line(1, "except KeyError:")
+    source.line(2, "raise NotCompiled from None")
+    text = "def write(out, value):\n" + "\n".join(source.lines) + "\n"
+    namespace: dict[str, Any] = {
+        "NotCompiled": NotCompiled,
+        "SMALL": _SMALL,
+        "zigzag_varint": zigzag_varint,
+        **source.helpers,
+    }
+    exec(compile(text, f"<avro writer of {node.get('name', 'record')}>", "exec"), namespace)  # noqa: S102
+    write: Write = namespace["write"]
     return write
+
+
+_RANGES = {"long": (_LONG_MIN, _LONG_MAX), "int": (_INT_MIN, _INT_MAX)}
+_SIZED_TYPES = {"string": "str", "bytes": "bytes"}
+
+
+class _RecordSource:
+    """The lines of a generated record writer, and the compiled writers it calls for arrays and enums."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.helpers: dict[str, Write] = {}
+        self._names = 0
+
+    def line(self, depth: int, text: str) -> None:
+        self.lines.append("    " * depth + text)
+
+    def _name(self, prefix: str) -> str:
+        self._names += 1
+        return f"{prefix}{self._names}"
+
+    def fields(self, node: dict[str, Any], record: str, depth: int) -> None:
+        for field in node["fields"]:
+            variable = self._name("v")
+            self.line(depth, f"{variable} = {record}[{field['name']!r}]")
+            self.value(field["type"], variable, depth)
+
+    def value(self, node: Any, variable: str, depth: int) -> None:
+        """Append the lines that write `variable`, a value of schema `node`."""
+        if isinstance(node, list):
+            if len(node) != 2 or node[0] != "null":
+                raise NotImplementedError(f"union {node!r}")
+            self.line(depth, f"if {variable} is None:")
+            self.line(depth + 1, 'out += b"\\x00"')
+            self.line(depth, "else:")
+            self.line(depth + 1, 'out += b"\\x02"')
+            self.value(node[1], variable, depth + 1)
+        elif isinstance(node, str):
+            self._primitive(node, variable, depth)
+        elif node.get("type") == "record":
+            self.line(depth, f"if type({variable}) is not dict:")
+            self.line(depth + 1, "raise NotCompiled")
+            self.fields(node, variable, depth)
+        elif node.get("type") in ("array", "enum"):
+            helper = self._name("write")
+            self.helpers[helper] = compile_writer(node)
+            self.line(depth, f"{helper}(out, {variable})")
+        else:
+            # A logical type (timestamp-millis) or a nested {"type": ...}: its underlying type.
+            self.value(node["type"], variable, depth)
+
+    def _primitive(self, kind: str, variable: str, depth: int) -> None:
+        if kind in _RANGES:
+            low, high = _RANGES[kind]
+            self.line(depth, f"if type({variable}) is not int or not {low} <= {variable} <= {high}:")
+            self.line(depth + 1, "raise NotCompiled")
+            self.line(depth, f"out += SMALL[{variable}] if 0 <= {variable} < 4096 else zigzag_varint({variable})")
+        elif kind in _SIZED_TYPES:
+            self.line(depth, f"if type({variable}) is not {_SIZED_TYPES[kind]}:")
+            self.line(depth + 1, "raise NotCompiled")
+            data = self._name("data") if kind == "string" else variable
+            if kind == "string":
+                self.line(depth, f"{data} = {variable}.encode()")
+            self.line(depth, f"out += SMALL[len({data})] if len({data}) < 4096 else zigzag_varint(len({data}))")
+            self.line(depth, f"out += {data}")
+        elif kind == "boolean":
+            self.line(depth, f"if {variable} is True:")
+            self.line(depth + 1, 'out += b"\\x01"')
+            self.line(depth, f"elif {variable} is False:")
+            self.line(depth + 1, 'out += b"\\x00"')
+            self.line(depth, "else:")
+            self.line(depth + 1, "raise NotCompiled")
+        elif kind == "null":
+            self.line(depth, f"if {variable} is not None:")
+            self.line(depth + 1, "raise NotCompiled")
+        else:
+            raise NotImplementedError(f"Avro type {kind!r}")
 
 
 def _array(node: dict[str, Any]) -> Write:

@@ -15,6 +15,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from schemas import topics
 from wehub.settings import Settings
@@ -22,6 +23,7 @@ from wehub.settings import Settings
 log = logging.getLogger(__name__)
 
 LOCAL_KAFKA_HOST = "127.0.0.1"
+_DEFAULT_PARTITIONER = DefaultPartitioner()
 
 
 class PipelineKafkaError(RuntimeError):
@@ -47,6 +49,28 @@ def bootstrap_servers(settings: Settings) -> str:
     return configured or f"{LOCAL_KAFKA_HOST}:{settings.kafka_port}"
 
 
+class KeyPartitioner:
+    """aiokafka's DefaultPartitioner (the Java client's murmur2 of the key), remembering each key's hash.
+
+    The keys are bot wxids, a few per gateway, and pure-Python murmur2 cost about 2 µs a record.
+    """
+
+    _MAX_KEYS = 65536
+
+    def __init__(self) -> None:
+        self._hashes: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return int(_DEFAULT_PARTITIONER(key, all_partitions, available))
+        hashed = self._hashes.get(key)
+        if hashed is None:
+            if len(self._hashes) >= self._MAX_KEYS:
+                self._hashes.clear()
+            hashed = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return all_partitions[hashed % len(all_partitions)]
+
+
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     """Create an idempotent acks=all producer; start() it inside the running event loop."""
     options: dict[str, Any] = {
@@ -57,6 +81,7 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         "max_request_size": int(settings.kafka_max_message_bytes) + 64 * 1024,
         "request_timeout_ms": max(1000, int(float(settings.kafka_timeout_s) * 1000)),
         "compression_type": None,
+        "partitioner": KeyPartitioner(),
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)

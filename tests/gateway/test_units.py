@@ -7,12 +7,14 @@ import uuid
 from pathlib import Path
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from gateway import errors
 from gateway.accounts import Accounts, AccountsError, read_apps
 from gateway.handler import login_signature, new_event_id
 from gateway.messages import CATALOG
 from wehub.i18n import LOCALES
+from wehub.kafka import KeyPartitioner
 
 
 def _write(path: Path, text: str, mtime_ns: int) -> None:
@@ -102,3 +104,19 @@ def test_event_ids_are_random_version_4_uuids() -> None:
         assert parsed.version == 4
         assert parsed.variant == uuid.RFC_4122
         assert str(parsed) == text
+
+
+def test_key_partitioner_matches_aiokafka_default() -> None:
+    remembering = KeyPartitioner()
+    default = DefaultPartitioner()
+    keys = [f"wxid_bot{index}".encode() for index in range(300)] + [b"", b"\x00\xff" * 40]
+    for partition_count in (1, 3, 6, 7, 64):
+        partitions = list(range(partition_count))
+        for key in keys:
+            expected = default(key, partitions, partitions)
+            assert remembering(key, partitions, partitions) == expected
+            assert remembering(key, partitions, partitions) == expected, "second call, from memory"
+
+
+def test_key_partitioner_without_key_picks_available() -> None:
+    assert KeyPartitioner()(None, [0, 1, 2], [2]) == 2

@@ -1,7 +1,8 @@
 """Gateway throughput and latency for report_new_msg, against the ceiling of a bare JSON endpoint.
 
 Each server runs alone as one uvicorn worker; the load comes from a second process on loopback
-(bench.gateway_load). The ceiling is a Starlette endpoint that only parses the JSON; the gateway
+(bench.gateway_load). The ceiling is a Starlette endpoint that only parses the JSON, served by
+uvicorn with its defaults; the gateway runs as operators start it (`wehub gateway --workers 1`),
 validates, Avro-encodes, produces with acks=all to real Kafka and answers after the
 acknowledgement. Each server is loaded as fast as it answers (alternating rounds, best kept), then
 at half that rate, every phase bounded in time; the server's CPU time per request is recorded
@@ -55,14 +56,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def uvicorn_server(
-    target: str, env: dict[str, str], ready_path: str, factory: bool = False
-) -> Iterator[Server]:
-    """Start one uvicorn worker serving `target` on a free loopback port, and stop it afterwards."""
+def start_server(name: str, env: dict[str, str]) -> Iterator[Server]:
+    """Start the ceiling (bare uvicorn) or the gateway (`wehub gateway`), one worker on a free loopback port."""
     port = processes.free_port()
     url = f"http://127.0.0.1:{port}"
-    command = processes.uvicorn_command(target, port, factory=factory)
-    with processes.server_process(command, url + ready_path, env=env, name=target, ready_statuses=(200, 405),
+    if name == "ceiling":
+        command, ready_path = processes.uvicorn_command("bench.gateway_ceiling:app", port), "/wehub"
+    else:
+        command, ready_path = processes.gateway_command(port, workers=1), "/readyz"
+    with processes.server_process(command, url + ready_path, env=env, name=name, ready_statuses=(200, 405),
                                   timeout_s=STARTUP_TIMEOUT_S) as process:
         yield Server(url, process.pid)
 
@@ -131,7 +133,9 @@ def report(
         "when each server has a core to itself (CPU time is not stolen by other processes, unlike rates).",
         f"- Gateway p99 at half its maximum rate: **{p99:.1f} ms** (target under {TARGET_P99_MS:.0f} ms: "
         f"{verdict_p99}).",
-        f"- One uvicorn worker per server, run one after the other; load from a second process on loopback, "
+        f"- One uvicorn worker per server, run one after the other: the ceiling on uvicorn's defaults, the "
+        "gateway started by `wehub gateway`, whose protocol sends each connection's writes of one event-loop "
+        "turn as one (gateway/http_protocol.py). Load from a second process on loopback, "
         f"{connections} keep-alive connections, {duration_s:g} s per phase; maximum-rate phases alternate "
         f"between the servers {rounds} times and the best round is shown; half-rate phases are open loop "
         f"(latency counted from each request's due time). Kafka: {partitions} partitions per topic, "
@@ -175,25 +179,22 @@ def main(argv: list[str] | None = None) -> int:
         }
         config = settings_module.load(env)
         asyncio.run(kafka.ensure_topics(config, kafka.pipeline_topics(config)))
-        servers = {
-            "ceiling": ("bench.gateway_ceiling:app", "/wehub", False),
-            "gateway": ("gateway.app:app_from_environment", "/readyz", True),
-        }
+        servers = ("ceiling", "gateway")
         duration_s, connections = arguments.duration_s, arguments.connections
         results: dict[str, dict[str, float]] = {}
         try:
             # Other processes on the machine come and go: alternating the servers and keeping each
             # one's best round compares them under the least disturbed conditions each one met.
             for _ in range(arguments.rounds):
-                for name, (target, ready_path, factory) in servers.items():
-                    with uvicorn_server(target, env, ready_path, factory) as server:
+                for name in servers:
+                    with start_server(name, env) as server:
                         result = phase(server, duration_s, connections)
                     best = results.get(f"{name}_max")
                     if best is None or result["rate_per_s"] > best["rate_per_s"]:
                         results[f"{name}_max"] = result
-            for name, (target, ready_path, factory) in servers.items():
+            for name in servers:
                 half_rate = results[f"{name}_max"]["rate_per_s"] * 0.5
-                with uvicorn_server(target, env, ready_path, factory) as server:
+                with start_server(name, env) as server:
                     results[f"{name}_half"] = phase(server, duration_s, connections, half_rate)
         finally:
             asyncio.run(services.delete_topics_with_prefix(bootstrap, prefix))

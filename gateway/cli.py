@@ -12,6 +12,7 @@ from typing import Any
 import uvicorn
 
 from gateway.accounts import AccountsError, read_apps
+from gateway.http_protocol import CoalescingHttpProtocol
 from gateway.metrics import MULTIPROCESS_DIR_VARIABLE
 
 
@@ -53,6 +54,7 @@ def _serve(arguments: argparse.Namespace) -> int:
     uvicorn.run(
         "gateway.app:app_from_environment",
         factory=True,
+        http=CoalescingHttpProtocol,
         host=host,
         port=port,
         workers=workers,

@@ -12,6 +12,8 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from gateway.local_metrics import LocalCounter, LocalHistogram
+
 # prometheus_client reads the same variable when it is imported to pick its value storage.
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 MULTIPROCESS = MULTIPROCESS_DIR_VARIABLE in os.environ
@@ -21,26 +23,32 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 _LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _SIZE_BUCKETS_BYTES = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 33554432)
 
-REQUESTS = Counter(
-    "wehub_gateway_requests_total",
+# The four metrics every callback request updates are plain Python counts in a single worker
+# (gateway.local_metrics); several workers need prometheus_client's multiprocess files.
+_Counter = Counter if MULTIPROCESS else LocalCounter
+_Histogram = Histogram if MULTIPROCESS else LocalHistogram
+
+REQUESTS = _Counter(
+    "wehub_gateway_requests",
     "Requests by action (typed actions; others are 'other') and outcome (ok or an error code name).",
     ["action", "outcome"],
     registry=REGISTRY,
 )
-REQUEST_DURATION = Histogram(
+REQUEST_DURATION = _Histogram(
     "wehub_gateway_request_duration_seconds",
     "Time from the request's arrival to its answer, Kafka acknowledgement included.",
     ["action"],
     buckets=_LATENCY_BUCKETS_S,
     registry=REGISTRY,
 )
-PRODUCE_DURATION = Histogram(
+PRODUCE_DURATION = _Histogram(
     "wehub_gateway_produce_duration_seconds",
     "Time Kafka took to acknowledge (acks=all) the records of one request.",
+    [],
     buckets=_LATENCY_BUCKETS_S,
     registry=REGISTRY,
 )
-BODY_SIZE = Histogram(
+BODY_SIZE = _Histogram(
     "wehub_gateway_request_body_bytes",
     "Size of request bodies by action.",
     ["action"],

@@ -150,23 +150,17 @@ class Publisher:
 
     async def publish(self, records: Sequence[Record]) -> None:
         """Send `records` and wait until Kafka acknowledged all of them; raises PublishError."""
-        loop_time = asyncio.get_running_loop().time
-        deadline = loop_time() + self.timeout_s
-        if self._slots.locked():
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self._slots.acquire()
-            except TimeoutError:
-                raise PublishError(errors.OVERLOADED, f"{self.max_in_flight} requests in flight") from None
-        else:
-            await self._slots.acquire()
-        self._in_flight += 1
-        if self._write_in_flight:
-            metrics.IN_FLIGHT.inc()
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        await self._take_slot(deadline)
         started = time.perf_counter()
         watched = self._watch(deadline)
         try:
-            await self._send_all(records)
+            producer = self._producer or await self._ensure_producer()
+            if len(records) == 1:
+                record = records[0]
+                await (await producer.send(record.topic, record.value, key=record.key))
+            else:
+                await self._send_all(producer, records)
         except asyncio.CancelledError:
             # Another cancellation (the server stopping) goes on; only the watcher's becomes a timeout.
             if not watched.expired or watched.task.uncancel() > 0:
@@ -183,12 +177,29 @@ class Publisher:
             raise PublishError(errors.KAFKA_UNAVAILABLE, type(error).__name__) from None
         finally:
             watched.finished = True
-            self._in_flight -= 1
-            if self._write_in_flight:
-                metrics.IN_FLIGHT.dec()
-            self._slots.release()
+            self._free_slot()
         metrics.PRODUCE_DURATION.observe(time.perf_counter() - started)
         self._timeouts_in_a_row = 0
+
+    async def _take_slot(self, deadline: float) -> None:
+        """Wait for one of the `max_in_flight` slots until `deadline` (loop time); raises PublishError."""
+        if self._slots.locked():
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise PublishError(errors.OVERLOADED, f"{self.max_in_flight} requests in flight") from None
+        else:
+            await self._slots.acquire()
+        self._in_flight += 1
+        if self._write_in_flight:
+            metrics.IN_FLIGHT.inc()
+
+    def _free_slot(self) -> None:
+        self._in_flight -= 1
+        if self._write_in_flight:
+            metrics.IN_FLIGHT.dec()
+        self._slots.release()
 
     def _watch(self, deadline: float) -> _Deadline:
         """Register the running publish, to be cancelled when it is still running at `deadline` (loop time)."""
@@ -224,12 +235,8 @@ class Publisher:
         metrics.KAFKA_READY.set(1)
         return True
 
-    async def _send_all(self, records: Sequence[Record]) -> None:
-        producer = await self._ensure_producer()
-        if len(records) == 1:
-            record = records[0]
-            await producer.send_and_wait(record.topic, record.value, key=record.key)
-            return
+    @staticmethod
+    async def _send_all(producer: AIOKafkaProducer, records: Sequence[Record]) -> None:
         acknowledgements = [
             await producer.send(record.topic, record.value, key=record.key) for record in records
         ]

@@ -24,8 +24,8 @@ class SilentProducer:
     async def stop(self) -> None:
         return None
 
-    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None) -> Any:
-        await asyncio.Event().wait()
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().create_future()
 
 
 def _publisher(settings: Settings) -> Publisher:

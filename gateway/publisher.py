@@ -1,10 +1,11 @@
 """The gateway's Kafka producer: bounded in-flight sends, a deadline on every publish, self-repair.
 
-aiokafka has no buffer.memory or max.block.ms, so a semaphore bounds the requests waiting for
-Kafka, and every publish runs under `kafka_timeout_s` so WeHub (which waits 30 s) always gets an
-answer. An idempotent aiokafka producer can keep failing with OutOfOrderSequenceNumber after a
-broker restart until it is recreated; any fatal producer error, or several timeouts in a row,
-therefore drops the producer and the next publish starts a fresh one.
+aiokafka has no buffer.memory or max.block.ms, so a count bounds the requests waiting for
+Kafka (one more is refused at once), and every publish runs under `kafka_timeout_s` so WeHub
+(which waits 30 s) always gets an answer. An idempotent aiokafka producer can keep failing with
+OutOfOrderSequenceNumber after a broker restart until it is recreated; any fatal producer
+error, or several timeouts in a row, therefore drops the producer and the next publish starts
+a fresh one.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import collections
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
@@ -32,7 +32,7 @@ from aiokafka.errors import (
 )
 
 from gateway import errors, metrics
-from wehub.kafka import make_producer
+from wehub.kafka import KeyPartitioner, make_producer
 from wehub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,7 @@ def _gateway_producer(settings: Settings) -> AIOKafkaProducer:
     return make_producer(settings, linger_ms=0)
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """One Kafka record to write: topic, key (the bot's wxid) and the encoded value."""
 
     topic: str
@@ -105,7 +104,6 @@ class Publisher:
         self._factory = factory
         self.timeout_s = float(settings.kafka_timeout_s)
         self.max_in_flight = int(settings.max_in_flight)
-        self._slots = asyncio.Semaphore(self.max_in_flight)
         self._in_flight = 0
         # Read at scrape time instead of a gauge updated twice per request on the hot path. With
         # several workers /metrics reads every worker's file, so the gauge is written as it changes.
@@ -122,6 +120,7 @@ class Publisher:
         # one watcher task: asyncio.timeout per request cost 6-8 µs of the gateway's ~73.
         self._deadlines: collections.deque[_Deadline] = collections.deque()
         self._watcher: asyncio.Task[None] | None = None
+        self._partitioner = KeyPartitioner()
 
     @property
     def producer(self) -> AIOKafkaProducer | None:
@@ -150,15 +149,18 @@ class Publisher:
 
     async def publish(self, records: Sequence[Record]) -> None:
         """Send `records` and wait until Kafka acknowledged all of them; raises PublishError."""
-        deadline = asyncio.get_running_loop().time() + self.timeout_s
-        await self._take_slot(deadline)
+        self._take_slot()
         started = time.perf_counter()
-        watched = self._watch(deadline)
+        watched = self._watch(asyncio.get_running_loop().time() + self.timeout_s)
         try:
             producer = self._producer or await self._ensure_producer()
             if len(records) == 1:
                 record = records[0]
-                await (await producer.send(record.topic, record.value, key=record.key))
+                # Naming the partition skips aiokafka's partitioner call, which builds two sets and
+                # two lists of the topic's partitions for every record.
+                partitions = producer.client.cluster.partitions_for_topic(record.topic)
+                partition = self._partitioner.partition(record.key, len(partitions)) if partitions else None
+                await (await producer.send(record.topic, record.value, key=record.key, partition=partition))
             else:
                 await self._send_all(producer, records)
         except asyncio.CancelledError:
@@ -181,16 +183,14 @@ class Publisher:
         metrics.PRODUCE_DURATION.observe(time.perf_counter() - started)
         self._timeouts_in_a_row = 0
 
-    async def _take_slot(self, deadline: float) -> None:
-        """Wait for one of the `max_in_flight` slots until `deadline` (loop time); raises PublishError."""
-        if self._slots.locked():
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self._slots.acquire()
-            except TimeoutError:
-                raise PublishError(errors.OVERLOADED, f"{self.max_in_flight} requests in flight") from None
-        else:
-            await self._slots.acquire()
+    def _take_slot(self) -> None:
+        """Count one more publish waiting for Kafka; raises PublishError when `max_in_flight` already wait.
+
+        A full gateway answers at once instead of queueing: that many waiting requests mean Kafka
+        is not keeping up, and WeHub sends a refused event again later.
+        """
+        if self._in_flight >= self.max_in_flight:
+            raise PublishError(errors.OVERLOADED, f"{self.max_in_flight} requests in flight")
         self._in_flight += 1
         if self._write_in_flight:
             metrics.IN_FLIGHT.inc()
@@ -199,7 +199,6 @@ class Publisher:
         self._in_flight -= 1
         if self._write_in_flight:
             metrics.IN_FLIGHT.dec()
-        self._slots.release()
 
     def _watch(self, deadline: float) -> _Deadline:
         """Register the running publish, to be cancelled when it is still running at `deadline` (loop time)."""

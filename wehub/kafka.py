@@ -63,12 +63,19 @@ class KeyPartitioner:
     def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
         if key is None:
             return int(_DEFAULT_PARTITIONER(key, all_partitions, available))
+        return all_partitions[self._hash(key) % len(all_partitions)]
+
+    def partition(self, key: bytes, partition_count: int) -> int:
+        """The partition of `key` in a topic of partitions 0 to partition_count - 1, as Kafka numbers them."""
+        return self._hash(key) % partition_count
+
+    def _hash(self, key: bytes) -> int:
         hashed = self._hashes.get(key)
         if hashed is None:
             if len(self._hashes) >= self._MAX_KEYS:
                 self._hashes.clear()
             hashed = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
-        return all_partitions[hashed % len(all_partitions)]
+        return hashed
 
 
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,8 +16,15 @@ from wehub.settings import Settings
 RECORD = Record("topic", b"bot", b"value")
 
 
+class _UnknownTopics:
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return None
+
+
 class SilentProducer:
     """A started producer whose sends are never acknowledged."""
+
+    client = SimpleNamespace(cluster=_UnknownTopics())
 
     async def start(self) -> None:
         return None
@@ -24,7 +32,9 @@ class SilentProducer:
     async def stop(self) -> None:
         return None
 
-    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future[Any]:
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None
+    ) -> asyncio.Future[Any]:
         return asyncio.get_running_loop().create_future()
 
 

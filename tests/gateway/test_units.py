@@ -116,6 +116,7 @@ def test_key_partitioner_matches_aiokafka_default() -> None:
             expected = default(key, partitions, partitions)
             assert remembering(key, partitions, partitions) == expected
             assert remembering(key, partitions, partitions) == expected, "second call, from memory"
+            assert remembering.partition(key, partition_count) == expected
 
 
 def test_key_partitioner_without_key_picks_available() -> None:

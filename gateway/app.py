@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from gateway import errors, metrics
 from gateway.accounts import Accounts
@@ -70,7 +70,11 @@ class CallbackEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler: CallbackHandler = scope["app"].state.gateway
-        body, size = await self._read_body(scope, receive, handler)
+        first = await receive()
+        body: bytes = first.get("body", b"")
+        size = len(body)
+        if first.get("more_body", False) or size > handler.largest_body_bytes or first["type"] != "http.request":
+            body, size = await self._read_body(scope, first, receive, handler)
         client = scope.get("client")
         request = Request(
             body=body,
@@ -94,8 +98,13 @@ class CallbackEndpoint:
         return tokens[0] if tokens else None
 
     @staticmethod
-    async def _read_body(scope: Scope, receive: Receive, handler: CallbackHandler) -> tuple[bytes, int]:
-        """Read the body and its size; past the largest limit, stop and keep only the dead letter's share."""
+    async def _read_body(
+        scope: Scope, first: Message, receive: Receive, handler: CallbackHandler
+    ) -> tuple[bytes, int]:
+        """Read the body and its size, from the `first` message on, when it does not come in one piece.
+
+        Past the largest limit, stop and keep only the dead letter's share.
+        """
         limit = handler.largest_body_bytes
         keep = handler.dead_letter_body_cap_bytes
         declared = _header(scope, b"content-length") or ""
@@ -103,12 +112,15 @@ class CallbackEndpoint:
         chunks: list[bytes] = []
         size = 0
         more = True
+        message: Message | None = first
         while more:
-            message = await receive()
+            if message is None:
+                message = await receive()
             if message["type"] == "http.disconnect":
                 break
             chunk: bytes = message.get("body", b"")
             more = bool(message.get("more_body", False))
+            message = None
             size += len(chunk)
             chunks.append(chunk)
             # NOTE: a streamed body without Content-Length is reported as the bytes read before stopping.

@@ -12,10 +12,10 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from random import getrandbits
 from typing import Any, TypeGuard
 
 import orjson
@@ -40,12 +40,19 @@ ENVELOPE_KEYS = frozenset({"action", "appid", "wxid", "data", "client_session"})
 _ID_EXPECTED = "a non-empty string without control characters"
 
 
+# The version (4) and variant (RFC 4122) bits of a UUID, as uuid.UUID(int=..., version=4) sets them.
+_UUID4_KEEP = ~((0xC000 << 48) | (0xF000 << 64))
+_UUID4_SET = (0x8000 << 48) | (4 << 76)
+
+
 def new_event_id() -> str:
-    """Return a random (version 4) UUID as text; uuid.uuid4() builds an object the hot path never uses."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    text = raw.hex()
+    """Return a random (version 4) UUID as text.
+
+    The bits come from the `random` module, which is seeded from os.urandom and seeded again in
+    a forked child: an event id must be unique, not unpredictable, and os.urandom made a system
+    call for every request.
+    """
+    text = f"{getrandbits(128) & _UUID4_KEEP | _UUID4_SET:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
@@ -108,6 +115,26 @@ def _metric_action(action: str | None) -> str:
     return action if action in topics.EVENT_SCHEMAS else "other"
 
 
+# Actions whose answer carries data (a signature, a task) or that report to the task source.
+_ANSWERED_WITH_DATA = frozenset({"login", "logout", "pull_task", "report_task_result"})
+
+
+@dataclass(slots=True)
+class _Event:
+    """A checked request: its account, envelope, typed data (None for an unknown action) and records."""
+
+    app: App
+    envelope: events.Envelope
+    record: dict[str, Any] | None
+    ack_type: str
+    values: list[bytes]
+    topic: str
+
+    def records(self) -> list[Record]:
+        key = self.envelope.bot_wxid.encode()
+        return [Record(self.topic, key, value) for value in self.values]
+
+
 class CallbackHandler:
     """Handler of WeHub requests: checks, publishes and acknowledges them; one per process."""
 
@@ -129,6 +156,8 @@ class CallbackHandler:
         self.contact_body_limit_bytes = int(settings.contact_body_limit_bytes)
         self.kafka_max_message_bytes = int(settings.kafka_max_message_bytes)
         self.dead_letter_body_cap_bytes = int(settings.dead_letter_body_cap_bytes)
+        # No request of any action may be larger; transports stop reading beyond it.
+        self.largest_body_bytes = max(self.body_limit_bytes, self.contact_body_limit_bytes)
         self.dead_letter_topic = settings.topic(topics.DEAD_LETTER)
         self._topics = {action: settings.topic(action) for action in topics.EVENT_SCHEMAS}
         self._unknown_topic = settings.topic(topics.UNKNOWN_ACTION)
@@ -139,16 +168,27 @@ class CallbackHandler:
         # The websocket transport sets this to add `extension_protocol` to login_ack data.
         self.login_extension: Callable[[App, str], dict[str, Any] | None] | None = None
 
-    @property
-    def largest_body_bytes(self) -> int:
-        """No request of any action may be larger; transports stop reading beyond it."""
-        return max(self.body_limit_bytes, self.contact_body_limit_bytes)
 
     async def handle(self, request: Request) -> Answer:
         """Handle one request and return the response; never raises for anything a client can send."""
         started = time.perf_counter()
+        # One coroutine from here to the publisher: each level of awaiting cost the hot path time.
         try:
-            answer = await self._handle(request)
+            event = self._check(request)
+            if event.envelope.action == "pull_task":
+                # The one event the gateway responds to before Kafka acknowledges it: a poll carries
+                # no data, and a task it hands out was claimed through Kafka before. Waiting for the
+                # acknowledgement had put the pull_task benchmark's p99 near 10 ms.
+                self._publish_poll(event.envelope, event.values)
+            else:
+                try:
+                    await self.publisher.publish(event.records())
+                except PublishError as error:
+                    raise self._not_stored(event, error) from None
+            if event.record is None or event.envelope.action not in _ANSWERED_WITH_DATA:
+                answer = _REPORT_ACK
+            else:
+                answer = await self._acknowledge(event.app, event.envelope, event.record, event.ack_type)
             outcome = "ok" if answer.payload.get("error_code") == 0 else "error"
         except Refusal as refusal:
             answer = await self.refuse(request, refusal)
@@ -177,7 +217,8 @@ class CallbackHandler:
         duration.observe(duration_s)
         size.observe(body_bytes)
 
-    async def _handle(self, request: Request) -> Answer:
+    def _check(self, request: Request) -> _Event:
+        """Check, type and encode the event of a request; raises Refusal."""
         if request.body_bytes > self.largest_body_bytes:
             raise Refusal(
                 errors.BODY_TOO_LARGE,
@@ -212,10 +253,8 @@ class CallbackHandler:
         envelope = self._envelope(request, document)
 
         if action not in topics.EVENT_SCHEMAS:
-            await self._publish(
-                envelope, [events.encode_unknown_action(envelope, data)], ack_type, self._unknown_topic
-            )
-            return _REPORT_ACK
+            values = [events.encode_unknown_action(envelope, data)]
+            return _Event(app, envelope, None, ack_type, values, self._unknown_topic)
         try:
             record = events.typed_data(action, data)
         except FieldError as error:
@@ -227,14 +266,7 @@ class CallbackHandler:
                 expected=error.expected,
             ) from None
         values = self._encode(envelope, record, ack_type)
-        if action == "pull_task":
-            # The one event the gateway responds to before Kafka acknowledges it: a poll carries no
-            # data, and a task it hands out was claimed through Kafka before. Waiting for the
-            # acknowledgement had put the pull_task benchmark's p99 near 10 ms.
-            self._publish_poll(envelope, values)
-        else:
-            await self._publish(envelope, values, ack_type, self._topics[action])
-        return await self._acknowledge(app, envelope, record, ack_type)
+        return _Event(app, envelope, record, ack_type, values, self._topics[action])
 
     def _parse(self, body: bytes) -> dict[str, Any]:
         # NOTE: orjson reads integers beyond 64 bits as floats, so such a number in a string field
@@ -351,30 +383,22 @@ class CallbackHandler:
         )
         return parts
 
-    async def _publish(
-        self, envelope: events.Envelope, values: list[bytes], ack_type: str, topic: str
-    ) -> None:
-        key = envelope.bot_wxid.encode()
-        try:
-            await self.publisher.publish([Record(topic, key, value) for value in values])
-        except PublishError as error:
-            log.warning(
-                "event not stored, Kafka did not acknowledge",
-                extra={"event_id": envelope.event_id, "action": envelope.action, "reason": error.detail},
-            )
-            limit = (
-                self.kafka_max_message_bytes
-                if error.code is errors.RECORD_TOO_LARGE
-                else self.publisher.max_in_flight
-            )
-            raise Refusal(
-                error.code,
-                ack_type,
-                detail=error.detail,
-                limit=limit,
-                action=envelope.action,
-                size=max(map(len, values)),
-            ) from None
+    def _not_stored(self, event: _Event, error: PublishError) -> Refusal:
+        """Log an event that Kafka did not acknowledge and return the refusal to answer with."""
+        envelope = event.envelope
+        log.warning(
+            "event not stored, Kafka did not acknowledge",
+            extra={"event_id": envelope.event_id, "action": envelope.action, "reason": error.detail},
+        )
+        limit = self.kafka_max_message_bytes if error.code is errors.RECORD_TOO_LARGE else self.publisher.max_in_flight
+        return Refusal(
+            error.code,
+            event.ack_type,
+            detail=error.detail,
+            limit=limit,
+            action=envelope.action,
+            size=max(map(len, event.values)),
+        )
 
     def _publish_poll(self, envelope: events.Envelope, values: list[bytes]) -> None:
         if len(self._polls_in_flight) >= self._max_polls_in_flight:

@@ -106,6 +106,21 @@ def test_event_ids_are_random_version_4_uuids() -> None:
         assert str(parsed) == text
 
 
+def test_event_ids_differ_in_forked_child() -> None:
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(writer, new_event_id().encode())
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    in_child = os.read(reader, 100).decode()
+    os.close(reader)
+
+    assert uuid.UUID(in_child).version == 4
+    assert in_child != new_event_id()
+
+
 def test_key_partitioner_matches_aiokafka_default() -> None:
     remembering = KeyPartitioner()
     default = DefaultPartitioner()

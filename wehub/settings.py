@@ -57,6 +57,12 @@ SETTINGS: tuple[Setting, ...] = (
             "workers' values, kept in files under <data_dir>/gateway-metrics-<port>.",
             "网关的 uvicorn 工作进程数。多于一个时，/metrics 汇总各进程的指标，指标文件位于 "
             "<data_dir>/gateway-metrics-<端口>。"),
+    Setting("forwarded_allow_ips", "", str,
+            "Proxies or load balancers (comma-separated IPs or networks, * for any) whose X-Forwarded-For "
+            "and X-Forwarded-Proto headers the gateway trusts for the client's address. Empty: those headers "
+            "are ignored and events carry the connection's peer address.",
+            "网关信任其 X-Forwarded-For 与 X-Forwarded-Proto 头的代理或负载均衡器（逗号分隔的 IP 或网段，* 表示任意），"
+            "用来得到客户端地址。为空时忽略这些头，事件记录连接对端的地址。"),
     Setting("data_dir", "./wehub-data", str,
             "Folder for local service data, logs and the embedded ClickHouse.",
             "本地服务数据、日志和内嵌 ClickHouse 的目录。"),

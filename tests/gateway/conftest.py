@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,33 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from gateway.app import create_app
 from gateway.task_source import NoTasks, TaskSource
 from schemas.codec import CODEC
+from tests import processes
 from wehub.kafka import bootstrap_servers
 from wehub.settings import Settings
 
 CLIENT_ADDRESS = ("127.0.0.1", 50123)
+
+
+@contextlib.contextmanager
+def gateway_process(
+    settings: Settings, name: str, log_path: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """`wehub gateway` in a subprocess on a free loopback port; yields its base URL."""
+    port = processes.free_port()
+    env = {
+        **os.environ,
+        "WEHUB_ACCOUNTS": str(settings.accounts),
+        "WEHUB_KAFKA_BOOTSTRAP": str(settings.kafka_bootstrap),
+        "WEHUB_TOPIC_PREFIX": str(settings.topic_prefix),
+        "WEHUB_LOCALE": str(settings.locale),
+        "WEHUB_GATEWAY_NAME": name,
+        "WEHUB_LOG_FORMAT": "json",
+        **(extra_env or {}),
+    }
+    url = f"http://127.0.0.1:{port}"
+    with processes.server_process(processes.gateway_command(port), f"{url}/readyz", env=env, name=f"gateway {name}",
+                                  log_path=log_path):
+        yield url
 
 
 @pytest.fixture

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,30 +10,10 @@ import httpx
 import orjson
 import pytest
 
-from tests import processes
-from tests.gateway.conftest import corpus_bodies, read_records, running_gateway
+from tests.gateway.conftest import corpus_bodies, gateway_process, read_records, running_gateway
 from wehub.settings import Settings
 
 pytestmark = pytest.mark.services
-
-
-@contextlib.contextmanager
-def gateway_process(settings: Settings, name: str, log_path: Path) -> Iterator[str]:
-    """`wehub gateway` in a subprocess on a free loopback port; yields its base URL."""
-    port = processes.free_port()
-    env = {
-        **os.environ,
-        "WEHUB_ACCOUNTS": str(settings.accounts),
-        "WEHUB_KAFKA_BOOTSTRAP": str(settings.kafka_bootstrap),
-        "WEHUB_TOPIC_PREFIX": str(settings.topic_prefix),
-        "WEHUB_LOCALE": str(settings.locale),
-        "WEHUB_GATEWAY_NAME": name,
-        "WEHUB_LOG_FORMAT": "json",
-    }
-    url = f"http://127.0.0.1:{port}"
-    with processes.server_process(processes.gateway_command(port), f"{url}/readyz", env=env, name=f"gateway {name}",
-                                  log_path=log_path):
-        yield url
 
 
 async def test_two_replicas_respond_like_one(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import logging
 import os
@@ -29,7 +30,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from gateway import errors, metrics
 from gateway.accounts import Accounts
-from gateway.handler import COMMON_ACK, CallbackHandler, Request
+from gateway.handler import COMMON_ACK, CallbackHandler, Request, header_value
 from gateway.messages import CATALOG
 from gateway.publisher import Publisher
 from gateway.task_source import NoTasks, TaskSource
@@ -53,11 +54,10 @@ def _handler(request: HttpRequest) -> CallbackHandler:
     return handler
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
+@functools.lru_cache(maxsize=1024)
+def _json_headers(length: int) -> list[tuple[bytes, bytes]]:
+    """The response headers of a JSON body of `length` bytes; uvicorn copies them, never changes them."""
+    return [(b"content-type", b"application/json"), (b"content-length", str(length).encode())]
 
 
 class CallbackEndpoint:
@@ -80,12 +80,12 @@ class CallbackEndpoint:
             body=body,
             body_bytes=size,
             client_address=client[0] if client else "",
-            content_type=_header(scope, b"content-type"),
+            headers=scope["headers"],
             token=scope.get("path_params", {}).get("token") or self._query_token(scope),
         )
         answer = await handler.handle(request)
         payload = answer.body()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        headers = _json_headers(len(payload))
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
@@ -107,7 +107,7 @@ class CallbackEndpoint:
         """
         limit = handler.largest_body_bytes
         keep = handler.dead_letter_body_cap_bytes
-        declared = _header(scope, b"content-length") or ""
+        declared = header_value(scope["headers"], b"content-length") or ""
         declared_size = int(declared) if declared.isdigit() else 0
         chunks: list[bytes] = []
         size = 0

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from random import getrandbits
 from typing import Any, TypeGuard
@@ -68,20 +68,35 @@ class Answer:
         return self.encoded if self.encoded is not None else orjson.dumps(self.payload)
 
 
-@dataclass
+def header_value(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The value of the first header called `name` (lower case, as ASGI gives names), or None."""
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+@dataclass(slots=True)
 class Request:
-    """One request as the transport received it; the handler fills in what it learns."""
+    """One request as the transport received it; the handler fills in what it learns.
+
+    `headers` are the HTTP request's headers as ASGI gives them, read only for a dead letter.
+    """
 
     body: bytes
     body_bytes: int
     client_address: str
-    content_type: str | None = None
+    headers: Sequence[tuple[bytes, bytes]] = ()
     token: str | None = None
     transport: str = "http"
     action: str | None = None
     appid: str | None = None
     bot_wxid: str | None = None
     event_id: str = field(default_factory=new_event_id)
+
+    @property
+    def content_type(self) -> str | None:
+        return header_value(self.headers, b"content-type")
 
 
 def ack_type_for(action: str | None) -> str:
@@ -106,7 +121,10 @@ _REPORT_ACK = _encoded_once(_ok(COMMON_ACK, {"reply_task_list": []}))
 
 
 def _is_identifier(value: Any) -> TypeGuard[str]:
-    return isinstance(value, str) and value != "" and not has_control_character(value)
+    if not isinstance(value, str) or value == "":
+        return False
+    # An ASCII string is printable exactly when it holds no control character; the regex is slower.
+    return value.isprintable() if value.isascii() else not has_control_character(value)
 
 
 def _metric_action(action: str | None) -> str:

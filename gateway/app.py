@@ -56,7 +56,7 @@ def _handler(request: HttpRequest) -> CallbackHandler:
 
 @functools.lru_cache(maxsize=1024)
 def _json_headers(length: int) -> list[tuple[bytes, bytes]]:
-    """The response headers of a JSON body of `length` bytes; uvicorn copies them, never changes them."""
+    """Return the response headers of a JSON body of `length` bytes; uvicorn copies them and leaves them unchanged."""
     return [(b"content-type", b"application/json"), (b"content-length", str(length).encode())]
 
 
@@ -203,8 +203,8 @@ def load_task_source(settings: Settings, publisher: Publisher) -> TaskSource:
 class GatewayApp(Starlette):
     """Starlette, except that POST /wehub goes straight to its endpoint.
 
-    Starlette's router and exception middleware cost about 10 µs of the callback's CPU per
-    request; the endpoint answers every failure itself, so it needs neither.
+    Starlette's router and exception middleware cost about 6 µs of the callback's CPU per
+    request. The endpoint turns every failure into a response itself, so it needs neither.
     """
 
     def __init__(self, callback: CallbackEndpoint, **options: Any) -> None:

@@ -69,7 +69,7 @@ class Answer:
 
 
 def header_value(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
-    """The value of the first header called `name` (lower case, as ASGI gives names), or None."""
+    """Return the value of the first header called `name` (lower case, as ASGI gives names), or None."""
     for key, value in headers:
         if key == name:
             return value.decode("latin-1")
@@ -123,7 +123,7 @@ _REPORT_ACK = _encoded_once(_ok(COMMON_ACK, {"reply_task_list": []}))
 def _is_identifier(value: Any) -> TypeGuard[str]:
     if not isinstance(value, str) or value == "":
         return False
-    # An ASCII string is printable exactly when it holds no control character; the regex is slower.
+    # An ASCII string is printable exactly when it contains no control character, and the regex is slower.
     return value.isprintable() if value.isascii() else not has_control_character(value)
 
 
@@ -190,7 +190,8 @@ class CallbackHandler:
     async def handle(self, request: Request) -> Answer:
         """Handle one request and return the response; never raises for anything a client can send."""
         started = time.perf_counter()
-        # One coroutine from here to the publisher: each level of awaiting cost the hot path time.
+        # One coroutine from here to the publisher: every awaited level costs CPU time when the
+        # request suspends and again when it resumes.
         try:
             event = self._check(request)
             if event.envelope.action == "pull_task":

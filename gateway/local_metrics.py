@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -46,23 +47,36 @@ class HistogramChild:
         self.total += value
 
 
-class LocalCounter(Collector):
-    """A counter family with labels; `name` is without the `_total` suffix the exposition adds."""
+Child = TypeVar("Child", CounterChild, HistogramChild)
+
+
+class _LocalFamily(Collector, Generic[Child]):
+    """A metric family: its name, help text, label names and one child per label values."""
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
         self.name = name
         self.documentation = documentation
         self.labelnames = list(labelnames)
-        self._children: dict[tuple[str, ...], CounterChild] = {}
+        self._children: dict[tuple[str, ...], Child] = {}
         registry.register(self)
 
-    def labels(self, *values: str) -> CounterChild:
+    def _new_child(self) -> Child:
+        raise NotImplementedError
+
+    def labels(self, *values: str) -> Child:
         child = self._children.get(values)
         if child is None:
             if len(values) != len(self.labelnames):
                 raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {len(values)} values")
-            child = self._children[values] = CounterChild()
+            child = self._children[values] = self._new_child()
         return child
+
+
+class LocalCounter(_LocalFamily[CounterChild]):
+    """A counter family with labels; `name` is without the `_total` suffix the exposition adds."""
+
+    def _new_child(self) -> CounterChild:
+        return CounterChild()
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -71,7 +85,7 @@ class LocalCounter(Collector):
         yield family
 
 
-class LocalHistogram(Collector):
+class LocalHistogram(_LocalFamily[HistogramChild]):
     """A histogram family; `observe` serves a family without labels, `labels(...)` the others."""
 
     def __init__(
@@ -82,21 +96,12 @@ class LocalHistogram(Collector):
         buckets: Sequence[float],
         registry: CollectorRegistry,
     ) -> None:
-        self.name = name
-        self.documentation = documentation
-        self.labelnames = list(labelnames)
         self.bounds = tuple(float(bound) for bound in buckets)
-        self._children: dict[tuple[str, ...], HistogramChild] = {}
+        super().__init__(name, documentation, labelnames, registry)
         self._unlabelled = None if self.labelnames else self.labels()
-        registry.register(self)
 
-    def labels(self, *values: str) -> HistogramChild:
-        child = self._children.get(values)
-        if child is None:
-            if len(values) != len(self.labelnames):
-                raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {len(values)} values")
-            child = self._children[values] = HistogramChild(self.bounds)
-        return child
+    def _new_child(self) -> HistogramChild:
+        return HistogramChild(self.bounds)
 
     def observe(self, value: float) -> None:
         if self._unlabelled is None:
@@ -113,4 +118,3 @@ class LocalHistogram(Collector):
                 buckets.append((floatToGoString(bound), cumulative))  # type: ignore[no-untyped-call]
             family.add_metric(list(values), buckets, child.total)
         yield family
-

@@ -1,11 +1,11 @@
 """The gateway's Kafka producer: bounded in-flight sends, a deadline on every publish, self-repair.
 
-aiokafka has no buffer.memory or max.block.ms, so a count bounds the requests waiting for
-Kafka (one more is refused at once), and every publish runs under `kafka_timeout_s` so WeHub
-(which waits 30 s) always gets an answer. An idempotent aiokafka producer can keep failing with
-OutOfOrderSequenceNumber after a broker restart until it is recreated; any fatal producer
-error, or several timeouts in a row, therefore drops the producer and the next publish starts
-a fresh one.
+aiokafka has no buffer.memory or max.block.ms, so `max_in_flight` bounds the requests waiting for
+Kafka (more wait for a slot until their deadline), and every publish runs under `kafka_timeout_s`
+so WeHub (which waits 30 s) always gets an answer. An idempotent aiokafka producer can keep failing with
+OutOfOrderSequenceNumber after a broker restart until it is recreated. Any fatal producer error,
+or several timeouts in a row, therefore drops the producer, and the next publish starts a fresh
+one.
 """
 
 from __future__ import annotations
@@ -105,6 +105,8 @@ class Publisher:
         self.timeout_s = float(settings.kafka_timeout_s)
         self.max_in_flight = int(settings.max_in_flight)
         self._in_flight = 0
+        # Publishes waiting for one of the max_in_flight slots, first come first served.
+        self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         # Read at scrape time instead of a gauge updated twice per request on the hot path. With
         # several workers /metrics reads every worker's file, so the gauge is written as it changes.
         self._write_in_flight = metrics.MULTIPROCESS
@@ -149,9 +151,12 @@ class Publisher:
 
     async def publish(self, records: Sequence[Record]) -> None:
         """Send `records` and wait until Kafka acknowledged all of them; raises PublishError."""
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        if self._in_flight >= self.max_in_flight or self._slot_waiters:
+            await self._wait_for_slot(deadline)
         self._take_slot()
         started = time.perf_counter()
-        watched = self._watch(asyncio.get_running_loop().time() + self.timeout_s)
+        watched = self._watch(deadline)
         try:
             producer = self._producer or await self._ensure_producer()
             if len(records) == 1:
@@ -183,14 +188,25 @@ class Publisher:
         metrics.PRODUCE_DURATION.observe(time.perf_counter() - started)
         self._timeouts_in_a_row = 0
 
-    def _take_slot(self) -> None:
-        """Count one more publish waiting for Kafka; raises PublishError when `max_in_flight` already wait.
+    async def _wait_for_slot(self, deadline: float) -> None:
+        """Wait, in turn, until fewer than `max_in_flight` publishes wait for Kafka; PublishError at `deadline`."""
+        loop = asyncio.get_running_loop()
+        while self._in_flight >= self.max_in_flight:
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._slot_waiters.append(waiter)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await waiter
+            except BaseException as error:
+                if waiter.done() and not waiter.cancelled():
+                    # Woken, then cancelled or timed out before taking the slot: pass the turn on.
+                    self._wake_next_waiter()
+                waiter.cancel()
+                if isinstance(error, TimeoutError):
+                    raise PublishError(errors.OVERLOADED, f"{self.max_in_flight} requests in flight") from None
+                raise
 
-        A full gateway answers at once instead of queueing: that many waiting requests mean Kafka
-        is not keeping up, and WeHub sends a refused event again later.
-        """
-        if self._in_flight >= self.max_in_flight:
-            raise PublishError(errors.OVERLOADED, f"{self.max_in_flight} requests in flight")
+    def _take_slot(self) -> None:
         self._in_flight += 1
         if self._write_in_flight:
             metrics.IN_FLIGHT.inc()
@@ -199,6 +215,15 @@ class Publisher:
         self._in_flight -= 1
         if self._write_in_flight:
             metrics.IN_FLIGHT.dec()
+        if self._slot_waiters:
+            self._wake_next_waiter()
+
+    def _wake_next_waiter(self) -> None:
+        while self._slot_waiters:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def _watch(self, deadline: float) -> _Deadline:
         """Register the running publish, to be cancelled when it is still running at `deadline` (loop time)."""

@@ -66,7 +66,7 @@ class KeyPartitioner:
         return all_partitions[self._hash(key) % len(all_partitions)]
 
     def partition(self, key: bytes, partition_count: int) -> int:
-        """The partition of `key` in a topic of partitions 0 to partition_count - 1, as Kafka numbers them."""
+        """Return the partition of `key` in a topic of partitions 0 to partition_count - 1, as Kafka numbers them."""
         return self._hash(key) % partition_count
 
     def _hash(self, key: bytes) -> int:

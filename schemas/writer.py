@@ -1,11 +1,13 @@
-"""Avro binary encoders compiled per schema from nested functions, twice as fast as fastavro's writer.
+"""Avro binary encoders compiled per schema, three times as fast as fastavro's writer.
 
 fastavro 1.13's schemaless writer took 11.2 µs for a report_new_msg event on this project's
-2-core test machine. The functions compiled here know the schema: they took 5.2 µs for the same
-record and wrote the same bytes. They take only exact types (str for string, int
-for int and long, bool for boolean ...) and every field present; anything else raises
-`NotCompiled`, and the codec then encodes the record with fastavro, which produces its own result
-(the default of a missing field, a datetime for timestamp-millis, or an error).
+2-core test machine. The functions compiled here know the schema: a record's writer is one
+generated Python function, with nested records and optional fields inline, and encoding the same
+event took 3.5 µs (5.2 µs with one nested function per field). They write the same bytes.
+They take only exact types (str for string, int for int and long, bool for boolean ...) and every
+field present; anything else raises `NotCompiled`, and the codec then encodes the record with
+fastavro, which produces its own result (the default of a missing field, a datetime for
+timestamp-millis, or an error).
 """
 
 from __future__ import annotations
@@ -126,8 +128,8 @@ def _optional(branches: list[Any]) -> Write:
 def _record(node: dict[str, Any]) -> Write:
     """Generate one Python function that writes the whole record, nested records and options inline.
 
-    One function per record instead of one call per field halved the encoding time of a
-    report_new_msg event (38 fields), because a Python call costs more than the write itself.
+    One function per record instead of one call per field took a report_new_msg event (over 30
+    fields) from 5.2 to 3.5 µs, because a Python call costs more than most writes.
     """
     source = _RecordSource()
     source.line(1, "if type(value) is not dict:")

@@ -14,7 +14,7 @@ import importlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -45,8 +45,8 @@ JSON_MEDIA_TYPE = "application/json"
 Endpoint = Callable[[HttpRequest], Awaitable[Response]]
 
 
-def _json(status: int, payload: dict[str, Any]) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, media_type=JSON_MEDIA_TYPE)
+def _json(status: int, payload: dict[str, Any], headers: Mapping[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, headers=headers, media_type=JSON_MEDIA_TYPE)
 
 
 def _handler(request: HttpRequest) -> CallbackHandler:
@@ -175,7 +175,10 @@ async def _http_error(request: HttpRequest, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     code = errors.METHOD_NOT_ALLOWED if error.status_code == 405 else errors.NOT_FOUND
     reason = CATALOG.render(code.name, _handler(request).locale, path=request.url.path, method=request.method)
-    return _json(code.status, {"error_code": code.number, "error_reason": reason, "ack_type": COMMON_ACK})
+    # Starlette's 405 names the allowed methods in an Allow header, which HTTP requires.
+    return _json(
+        code.status, {"error_code": code.number, "error_reason": reason, "ack_type": COMMON_ACK}, error.headers
+    )
 
 
 async def _server_error(request: HttpRequest, error: Exception) -> Response:
@@ -212,6 +215,11 @@ class GatewayApp(Starlette):
         self._callback = callback
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if len(path) > 1 and path.endswith("/"):
+            # The callback URL is typed into the WeHub console by hand: a trailing slash reaches the
+            # same endpoint instead of a redirect, which WeHub does not follow.
+            scope = {**scope, "path": path.rstrip("/") or "/"}
         if scope["type"] == "http" and scope["path"] == "/wehub" and scope["method"] == "POST":
             scope["app"] = self
             await self._callback(scope, receive, send)
@@ -263,6 +271,7 @@ def create_app(settings: Settings, task_source: TaskSource | None = None) -> Sta
         exception_handlers={404: _http_error, 405: _http_error, Exception: _server_error},
     )
     app.state.gateway = handler
+    app.router.redirect_slashes = False
     return app
 
 

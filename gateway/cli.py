@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import shutil
 import sys
@@ -14,6 +15,18 @@ import uvicorn
 from gateway.accounts import AccountsError, read_apps
 from gateway.http_protocol import CoalescingHttpProtocol
 from gateway.metrics import MULTIPROCESS_DIR_VARIABLE
+from wehub.i18n import Catalog
+
+MESSAGES = Catalog(
+    {
+        "invalid_forwarded_allow_ips": {
+            "en": "WEHUB_FORWARDED_ALLOW_IPS: {entry!r} is not an IP address, a network or *: "
+            "list the addresses of the proxies in front of the gateway, separated by commas",
+            "zh-CN": "WEHUB_FORWARDED_ALLOW_IPS：{entry!r} 不是 IP 地址、网段或 *："
+            "请列出网关前面代理的地址，用逗号分隔",
+        },
+    }
+)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -33,6 +46,18 @@ def _fresh_metrics_dir(data_dir: Path, port: int) -> Path:
     return folder
 
 
+def invalid_forwarded_entry(value: str) -> str | None:
+    """Return the first entry of a WEHUB_FORWARDED_ALLOW_IPS value that is no IP, network or *; None if all are."""
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry or entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            return entry
+    return None
+
+
 def _serve(arguments: argparse.Namespace) -> int:
     config = arguments.settings
     host = arguments.host or config.host
@@ -42,6 +67,12 @@ def _serve(arguments: argparse.Namespace) -> int:
         apps = read_apps(Path(config.accounts))
     except AccountsError as error:
         print(f"wehub gateway: {error}", file=sys.stderr)
+        return 2
+    # uvicorn would take a mistyped address as a host name and trust no proxy, silently.
+    bad_entry = invalid_forwarded_entry(str(config.forwarded_allow_ips))
+    if bad_entry is not None:
+        print(f"wehub gateway: {MESSAGES.render('invalid_forwarded_allow_ips', str(config.locale), entry=bad_entry)}",
+              file=sys.stderr)
         return 2
     # Workers rebuild the settings from the environment, so the command-line overrides go there.
     os.environ.update({"WEHUB_HOST": str(host), "WEHUB_PORT": str(port), "WEHUB_WORKERS": str(workers)})

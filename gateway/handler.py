@@ -452,7 +452,8 @@ class CallbackHandler:
         if action == "login":
             data: dict[str, Any] = {}
             nonce = record.get("nonce")
-            if nonce:
+            # Signed whenever the request carries a nonce, an empty one included.
+            if nonce is not None:
                 data["signature"] = login_signature(envelope.bot_wxid, nonce, app.secret)
             if self.login_extension is not None:
                 extension = self.login_extension(app, envelope.bot_wxid)

@@ -90,7 +90,8 @@ PRODUCER_RESTARTS = Counter(
 )
 KAFKA_READY = Gauge(
     "wehub_gateway_kafka_ready",
-    "1 when the last readiness check reached Kafka, else 0 (with several workers, the latest check of any).",
+    "1 when the Kafka producer last started or a readiness check reached Kafka, 0 when either failed or "
+    "the producer was dropped (with several workers, the latest change in any).",
     registry=REGISTRY,
     multiprocess_mode="mostrecent",
 )

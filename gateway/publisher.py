@@ -281,16 +281,19 @@ class Publisher:
                 await producer.start()
             except KafkaError as error:
                 self._start_failed_at = time.monotonic()
+                metrics.KAFKA_READY.set(0)
                 self._start_failure = type(error).__name__
                 self._close_in_background(producer)
                 raise PublishError(errors.KAFKA_UNAVAILABLE, self._start_failure) from None
             except BaseException:
                 # Cancelled by the caller's deadline: the half-started producer must not leak.
                 self._start_failed_at = time.monotonic()
+                metrics.KAFKA_READY.set(0)
                 self._start_failure = "timeout while connecting"
                 self._close_in_background(producer)
                 raise
             self._producer = producer
+            metrics.KAFKA_READY.set(1)
             log.info("Kafka producer started")
             return producer
 
@@ -305,6 +308,7 @@ class Publisher:
         if producer is None:
             return
         metrics.PRODUCER_RESTARTS.inc()
+        metrics.KAFKA_READY.set(0)
         log.warning("Kafka producer dropped, the next request starts a new one: %s", why)
         self._close_in_background(producer)
 

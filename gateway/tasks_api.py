@@ -25,7 +25,7 @@ from schemas import topics
 from schemas.codec import CODEC
 from wehub.i18n import Catalog
 from wehub.settings import Settings
-from wehub.task_validation import CATALOG, TaskInvalid, check_account, now_ms, only_appid, parse_submission
+from wehub.task_validation import CATALOG, TaskInvalid, check_account, default_appid, now_ms, parse_submission
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def _task_records(items: list[Any], apps: dict[str, frozenset[str]], tasks_topic
     records = []
     for index, item in enumerate(items):
         try:
-            submission = parse_submission(item, only_appid(apps), created_at, index)
+            submission = parse_submission(item, default_appid(apps, item), created_at, index)
             check_account(submission, apps)
         except TaskInvalid as error:
             raise _InvalidItem(index, error) from None

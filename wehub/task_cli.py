@@ -4,7 +4,8 @@
     wehub task send --bot WXID --type 13 --dict '{"v1": "...", "v2": "..."}'
     wehub task send --json tasks.json        # one task object or an array of them
 
-The appid comes from --appid, the task object, or the accounts file when it has one app.
+The appid comes from --appid, the task object, or the accounts file: its only app, or the only
+app whose wxids list the bot.
 Every task is checked before any is produced. The exit status is 0 when all were written,
 2 when one is invalid (the message names the field) and 1 when Kafka did not acknowledge.
 """
@@ -29,8 +30,8 @@ from wehub.task_validation import (
     Submission,
     TaskInvalid,
     check_account,
+    default_appid,
     now_ms,
-    only_appid,
     parse_submission,
 )
 
@@ -73,7 +74,10 @@ def add_parser(subparsers: Any) -> None:
     commands = task.add_subparsers(dest="task_command", metavar="COMMAND", required=True)
     send = commands.add_parser("send", help="validate tasks and write them to the task topic")
     send.add_argument("--json", metavar="FILE", help="JSON file with a task object or an array of them; - for stdin")
-    send.add_argument("--appid", help="appid of the bot; default: the only app of the accounts file")
+    send.add_argument(
+        "--appid",
+        help="appid of the bot; default: the only app of the accounts file, or the only one whose wxids list the bot",
+    )
     send.add_argument("--bot", metavar="WXID", help="wxid of the bot that runs the task")
     send.add_argument("--type", type=int, metavar="N", dest="task_type", help="task_type (1-15, 100, 101)")
     send.add_argument("--to", metavar="WXID", help="task_type 1: wxid_to, the chat or room to send to")
@@ -165,7 +169,7 @@ async def send_tasks(arguments: argparse.Namespace) -> int:
         if arguments.appid and isinstance(document, dict):
             document.setdefault("appid", arguments.appid)
         try:
-            submission = parse_submission(document, only_appid(apps), created_at, index)
+            submission = parse_submission(document, default_appid(apps, document), created_at, index)
             check_account(submission, apps)
         except TaskInvalid as error:
             print(MESSAGES.render("invalid", locale, index=index + 1, reason=error.render(locale)), file=sys.stderr)

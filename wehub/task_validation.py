@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -370,9 +370,13 @@ def check_account(submission: Submission, apps: Mapping[str, frozenset[str]]) ->
                           appid=submission.appid)
 
 
-def only_appid(apps: Mapping[str, Any]) -> str | None:
-    """Return the appid of the accounts file's only app, or None when it has several."""
-    return next(iter(apps)) if len(apps) == 1 else None
+def default_appid(apps: Mapping[str, Collection[str]], document: Any) -> str | None:
+    """Return the appid of a task that names none: the only app, else the only one whitelisting its bot_wxid."""
+    if len(apps) == 1:
+        return next(iter(apps))
+    bot_wxid = document.get("bot_wxid") if isinstance(document, dict) else None
+    owners = [appid for appid, wxids in apps.items() if bot_wxid in wxids]
+    return owners[0] if len(owners) == 1 else None
 
 
 def now_ms() -> int:

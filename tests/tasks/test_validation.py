@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from wehub.task_validation import TASK_TYPES, TaskInvalid, check_account, parse_submission, validate_task
+from wehub.task_validation import (
+    TASK_TYPES,
+    TaskInvalid,
+    check_account,
+    default_appid,
+    parse_submission,
+    validate_task,
+)
 
 BOT = "wxid_bot"
 
@@ -162,3 +169,13 @@ def test_account_checks_appid_and_whitelist() -> None:
     with pytest.raises(TaskInvalid) as unlisted:
         check_account(submission, {"wh_app": frozenset({BOT})})
     assert unlisted.value.field == "bot_wxid"
+
+
+def test_default_appid_from_only_app_or_bot() -> None:
+    apps = {"app_a": frozenset({"wxid_a1", "wxid_shared"}), "app_b": frozenset({"wxid_b1", "wxid_shared"})}
+
+    assert default_appid({"app_a": frozenset()}, {"bot_wxid": "wxid_anyone"}) == "app_a"
+    assert default_appid(apps, {"bot_wxid": "wxid_b1"}) == "app_b"
+    assert default_appid(apps, {"bot_wxid": "wxid_shared"}) is None, "two apps list the bot"
+    assert default_appid(apps, {"bot_wxid": "wxid_nobody"}) is None
+    assert default_appid(apps, ["not", "an", "object"]) is None

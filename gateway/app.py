@@ -174,6 +174,9 @@ async def metrics_endpoint(request: HttpRequest) -> Response:
 async def _http_error(request: HttpRequest, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     code = errors.METHOD_NOT_ALLOWED if error.status_code == 405 else errors.NOT_FOUND
+    # Counted like a callback whose action could not be read, so requests_total includes requests
+    # that reached no endpoint.
+    metrics.REQUESTS.labels("none", code.name).inc()
     reason = CATALOG.render(code.name, _handler(request).locale, path=request.url.path, method=request.method)
     # Starlette's 405 names the allowed methods in an Allow header, which HTTP requires.
     return _json(

@@ -30,7 +30,8 @@ _Histogram = Histogram if MULTIPROCESS else LocalHistogram
 
 REQUESTS = _Counter(
     "wehub_gateway_requests",
-    "Requests by action (typed actions; others are 'other') and outcome (ok or an error code name).",
+    "Requests by action (typed actions; others are 'other'; 'none' when no action was read, as for a "
+    "wrong path or method) and outcome (ok or an error code name).",
     ["action", "outcome"],
     registry=REGISTRY,
 )

@@ -84,3 +84,19 @@ def test_gateway_refuses_mistyped_forwarded_ips(gateway_settings: Settings) -> N
 
     assert finished.returncode == 2
     assert "WEHUB_FORWARDED_ALLOW_IPS: 'bogus' is not an IP address" in finished.stderr
+
+
+async def test_wrong_path_and_method_counted(gateway_settings: Settings) -> None:
+    async with running_gateway(gateway_settings) as client:
+        before = await client.get("/metrics")
+        await client.get("/wehub")
+        await client.post("/nowhere", content=b"{}")
+        after = await client.get("/metrics")
+
+    def count(text: str, outcome: str) -> float:
+        prefix = f'wehub_gateway_requests_total{{action="none",outcome="{outcome}"}} '
+        values = [float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix)]
+        return values[0] if values else 0.0
+
+    assert count(after.text, "method_not_allowed") == count(before.text, "method_not_allowed") + 1
+    assert count(after.text, "not_found") == count(before.text, "not_found") + 1

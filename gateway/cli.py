@@ -68,8 +68,9 @@ def _serve(arguments: argparse.Namespace) -> int:
     except AccountsError as error:
         print(f"wehub gateway: {error}", file=sys.stderr)
         return 2
+    forwarded_allow_ips = str(config.forwarded_allow_ips).strip()
     # uvicorn would take a mistyped address as a host name and trust no proxy, silently.
-    bad_entry = invalid_forwarded_entry(str(config.forwarded_allow_ips))
+    bad_entry = invalid_forwarded_entry(forwarded_allow_ips)
     if bad_entry is not None:
         print(f"wehub gateway: {MESSAGES.render('invalid_forwarded_allow_ips', str(config.locale), entry=bad_entry)}",
               file=sys.stderr)
@@ -87,8 +88,8 @@ def _serve(arguments: argparse.Namespace) -> int:
         factory=True,
         http=CoalescingHttpProtocol,
         # Off unless proxies are named: reading forwarded headers costs every request about 2 µs.
-        proxy_headers=bool(str(config.forwarded_allow_ips).strip()),
-        forwarded_allow_ips=str(config.forwarded_allow_ips).strip() or None,
+        proxy_headers=bool(forwarded_allow_ips),
+        forwarded_allow_ips=forwarded_allow_ips or None,
         host=host,
         port=port,
         workers=workers,

@@ -82,9 +82,9 @@ def _array(items: Any) -> Convert:
 def _field(field: dict[str, Any]) -> Callable[[Any, bool, str], Any]:
     """Build the converter of one field's value, given whether the key was present and the field's path."""
     required = bool(field.get("wehub_required"))
-    nullable, kind = _nullable(field["type"])
+    _, kind = _nullable(field["type"])
     is_text = kind == "string"
-    default = None if nullable else field.get("default")
+    default = _default_of(field)
     if isinstance(kind, dict) and kind.get("type") == "array":
         convert_array = _array(kind["items"])
 
@@ -182,18 +182,24 @@ def compile_record(schema: dict[str, Any]) -> Convert:
     return convert
 
 
+def _default_of(field: dict[str, Any]) -> Any:
+    """Return what a missing or null value of a field that is not an array becomes: None when nullable."""
+    nullable, _ = _nullable(field["type"])
+    return None if nullable else field.get("default")
+
+
 def _absent_value(field: dict[str, Any]) -> tuple[Any] | None:
-    """The value of an optional field that is missing or null, in a 1-tuple; None for a required field."""
+    """Return the value of an optional field that is missing or null, in a 1-tuple; None for a required field."""
     if field.get("wehub_required"):
         return None
-    nullable, kind = _nullable(field["type"])
+    _, kind = _nullable(field["type"])
     if isinstance(kind, dict) and kind.get("type") == "array":
         return ([],)
-    return (None if nullable else field.get("default"),)
+    return (_default_of(field),)
 
 
 def _as_is_condition(field: dict[str, Any]) -> str:
-    """The test, in Python, that the field's converter would return `item` unchanged; False when unknown."""
+    """Return the test, in Python, that the field's converter would return `item` unchanged; "False" when unknown."""
     required = bool(field.get("wehub_required"))
     _, kind = _nullable(field["type"])
     if isinstance(kind, dict) and kind.get("logicalType") == "timestamp-millis":

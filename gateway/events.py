@@ -39,7 +39,7 @@ class Envelope:
     """Fields every record of one request shares; `extra` is JSON of unknown envelope keys.
 
     Not frozen: a frozen dataclass sets each of its 11 fields through object.__setattr__, which
-    tripled the cost of building one per request.
+    made building one per request nearly three times as slow (1.08 against 0.38 µs).
     """
 
     event_id: str

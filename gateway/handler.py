@@ -116,7 +116,7 @@ def _encoded_once(answer: Answer) -> Answer:
     return Answer(answer.status, answer.payload, orjson.dumps(answer.payload))
 
 
-# The answer to every report_* action, encoded once. Callers copy a payload before changing it.
+# The response to every report_* action, encoded once. Callers copy a payload before changing it.
 _REPORT_ACK = _encoded_once(_ok(COMMON_ACK, {"reply_task_list": []}))
 
 
@@ -133,7 +133,8 @@ def _metric_action(action: str | None) -> str:
     return action if action in topics.EVENT_SCHEMAS else "other"
 
 
-# Actions whose answer carries data (a signature, a task) or that report to the task source.
+# The actions that _acknowledge treats apiece: their ack carries data (a signature, a task) or
+# reports to the task source. Every other action gets _REPORT_ACK without awaiting it.
 _ANSWERED_WITH_DATA = frozenset({"login", "logout", "pull_task", "report_task_result"})
 
 
@@ -186,7 +187,6 @@ class CallbackHandler:
         # The websocket transport sets this to add `extension_protocol` to login_ack data.
         self.login_extension: Callable[[App, str], dict[str, Any] | None] | None = None
 
-
     async def handle(self, request: Request) -> Answer:
         """Handle one request and return the response; never raises for anything a client can send."""
         started = time.perf_counter()
@@ -198,7 +198,7 @@ class CallbackHandler:
                 # The one event the gateway responds to before Kafka acknowledges it: a poll carries
                 # no data, and a task it hands out was claimed through Kafka before. Waiting for the
                 # acknowledgement had put the pull_task benchmark's p99 near 10 ms.
-                self._publish_poll(event.envelope, event.values)
+                self._publish_poll(event)
             else:
                 try:
                     await self.publisher.publish(event.records())
@@ -403,7 +403,7 @@ class CallbackHandler:
         return parts
 
     def _not_stored(self, event: _Event, error: PublishError) -> Refusal:
-        """Log an event that Kafka did not acknowledge and return the refusal to answer with."""
+        """Log an event that Kafka did not acknowledge and return the refusal to respond with."""
         envelope = event.envelope
         log.warning(
             "event not stored, Kafka did not acknowledge",
@@ -419,14 +419,14 @@ class CallbackHandler:
             size=max(map(len, event.values)),
         )
 
-    def _publish_poll(self, envelope: events.Envelope, values: list[bytes]) -> None:
+    def _publish_poll(self, event: _Event) -> None:
+        envelope = event.envelope
         if len(self._polls_in_flight) >= self._max_polls_in_flight:
             # Kafka is slow: polls must not take the publisher's slots that other events wait for.
             metrics.POLLS_NOT_STORED.inc()
             log.debug("pull_task event not stored, too many polls in flight", extra={"event_id": envelope.event_id})
             return
-        records = [Record(self._topics[envelope.action], envelope.bot_wxid.encode(), value) for value in values]
-        publishing = asyncio.create_task(self.publisher.publish(records))
+        publishing = asyncio.create_task(self.publisher.publish(event.records()))
         self._polls_in_flight.add(publishing)
 
         def done(task: asyncio.Task[None]) -> None:

@@ -1,10 +1,10 @@
 """uvicorn's httptools protocol, writing each connection's output of one event-loop turn at once.
 
 uvicorn writes a response's status line and headers, then its body, as two writes, and uvloop
-sends each write at once: two `send` system calls per response. The gateway answers WeHub with
-small JSON bodies, so the second call cost more system time than the body itself. Here the
-writes of one loop turn are joined and sent when the turn ends: in bench.gateway_throughput the
-system time per request fell from about 11.5 to 8 µs and the rate rose by 8 %. `wehub gateway`
+sends each write at once: two `send` system calls per response. The gateway's responses are
+small JSON bodies, so one call can carry both. Here the writes of one loop turn are joined and
+sent when the turn ends. In bench.gateway_throughput the system time per request fell from
+about 11.5 to 8 µs, and the rate rose by 8 %. `wehub gateway`
 serves with this protocol.
 """
 

@@ -1,12 +1,13 @@
 """Counters and histograms kept as plain Python numbers, for the metrics every request updates.
 
-prometheus_client takes a lock and walks its buckets in Python on every observation: the four
+prometheus_client takes a lock and walks its buckets in Python on every observation. The four
 updates of each callback request cost an estimated 4 µs of its CPU on this project's 2-core test
-machine (the request, measured in one process with and without them). These classes count in
-plain lists and hand their values to prometheus_client's registry through a collector when
-/metrics is read. They keep no lock, so they must be updated
-from one thread only (the gateway's event loop), and they hold this process's values only:
-with several workers the gateway uses prometheus_client's multiprocess metrics instead.
+machine, from the request measured in one process with and without them.
+
+These classes count in plain lists and hand their values to prometheus_client's registry through
+a collector when /metrics is read. They keep no lock, so they must be updated from one thread
+only (the gateway's event loop). They hold this process's values only, so with several workers
+the gateway uses prometheus_client's multiprocess metrics instead.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ async def test_cancelled_publish_stays_cancelled(pipeline_settings: Settings) ->
 
 
 class HeldProducer(SilentProducer):
-    """A producer whose sends are acknowledged when the test says so."""
+    """A producer whose sends are acknowledged when the test calls acknowledge_first."""
 
     def __init__(self) -> None:
         self.pending: list[asyncio.Future[Any]] = []
@@ -108,7 +108,7 @@ async def test_publish_waiting_for_slot_times_out_overloaded(pipeline_settings: 
     producer = HeldProducer()
     settings = pipeline_settings.with_overrides(kafka_timeout_s=0.3, max_in_flight=1)
     publisher = Publisher(settings, factory=lambda _: producer)  # type: ignore[arg-type,return-value]
-    # The only slot stays taken for the whole test, as by a publish that Kafka never answers.
+    # The only slot stays taken for the whole test, as by a publish that Kafka never acknowledges.
     publisher._take_slot()
 
     with pytest.raises(PublishError) as raised:
